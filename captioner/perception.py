@@ -1,0 +1,282 @@
+"""Stage 2: ONE YOLO forward pass per frame gives detections, track ids and pooled features.
+
+Detections come from ``YOLO.predict`` itself (same preprocessing, same NMS), so they are
+exactly what Ultralytics gives. While that forward pass runs, forward hooks on chosen neck
+layers capture their feature maps, which are average-pooled into one embedding per frame: no
+second pass. Track ids come from an Ultralytics tracker (ByteTrack by default) that belongs to
+one stream (``StreamTracker``): two streams processed alternately never mix ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .coco import COCO_CLASSES
+from .errors import ModelError, OptionsError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "CAPTIONER_YOLO_WEIGHTS"
+DEFAULT_YOLO_NAME = "yolo11n.pt"  # Ultralytics downloads it by this name where online
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# YOLO11n / YOLOv8n neck outputs at strides 8, 16, 32 (the inputs of the Detect head).
+DEFAULT_FEATURE_LAYERS: tuple[int, ...] = (16, 19, 22)
+DEFAULT_IMGSZ = 640
+DEFAULT_CONF = 0.25
+
+
+@dataclass
+class Detections:
+    """Objects found in one frame (a typed value, like supervision's ``Detections``).
+
+    box_xyxy:   (N, 4) float32, source-frame pixels
+    confidence: (N,)   float32 in [0, 1]
+    class_id:   (N,)   int32 COCO class index
+    track_id:   (N,)   int32 stream-local track id, -1 where the tracker has not confirmed one
+    """
+
+    box_xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    track_id: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    def __getitem__(self, index) -> "Detections":
+        return Detections(self.box_xyxy[index], self.confidence[index], self.class_id[index], self.track_id[index])
+
+    @property
+    def class_names(self) -> list[str]:
+        return [COCO_CLASSES[int(c)] for c in self.class_id]
+
+    @property
+    def tracked(self) -> "Detections":
+        """Only the detections that carry a confirmed track id."""
+        return self[self.track_id >= 0]
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a caption model must know about the YOLO it was trained on."""
+
+    architecture: str  # e.g. "yolo11n.yaml"
+    num_layers: int
+    num_classes: int
+    feature_layers: tuple[int, ...]
+    feature_dims: tuple[int, ...]
+    weights_name: str
+    weights_sha256: str
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(sum(self.feature_dims))
+
+    def layout(self) -> dict:
+        """The part that must match for features to mean the same thing."""
+        return {"architecture": self.architecture, "num_layers": self.num_layers, "num_classes": self.num_classes,
+                "feature_layers": list(self.feature_layers), "feature_dims": list(self.feature_dims)}
+
+
+def resolve_weights(explicit: str | os.PathLike | None = None) -> str:
+    """Where the YOLO weights come from: argument/flag, then $CAPTIONER_YOLO_WEIGHTS, then
+    ``weights/``, then the Ultralytics name (which Ultralytics downloads where online)."""
+    if explicit:
+        path = Path(explicit)
+        if path.exists():
+            return str(path)
+        if path.name == str(explicit) and path.suffix == ".pt" and path.name.startswith("yolo"):
+            return str(explicit)  # a bare Ultralytics model name: Ultralytics will fetch it
+        raise ModelError(f"YOLO weights {explicit}: file not found")
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        if not Path(env).exists():
+            raise ModelError(f"${WEIGHTS_ENV}={env}: file not found; fix the variable or unset it")
+        return env
+    for directory in (Path.cwd() / "weights", REPO_WEIGHTS_DIR):
+        candidates = sorted(directory.glob("yolo*.pt")) if directory.is_dir() else []
+        if candidates:
+            return str(candidates[0])
+    return DEFAULT_YOLO_NAME
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def select_device(device: str | None = None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") or str(device).isdigit():
+        if not torch.cuda.is_available():
+            raise OptionsError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    elif device not in ("cpu", "mps"):
+        raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    return str(device)
+
+
+def check_imgsz(imgsz: int) -> int:
+    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not (32 <= imgsz <= 4096):
+        raise OptionsError(f"image size must be an integer between 32 and 4096 pixels, got {imgsz!r}")
+    return imgsz
+
+
+class StreamTracker:
+    """Tracker state for ONE stream. Create one per video / webcam session; never share."""
+
+    def __init__(self, tracker_cfg: str = "bytetrack.yaml", frame_rate: float = 4.0, lost_track_sec: float = 2.0):
+        from ultralytics.trackers.track import TRACKER_MAP
+        from ultralytics.utils import YAML, IterableSimpleNamespace
+        from ultralytics.utils.checks import check_yaml
+
+        cfg = IterableSimpleNamespace(**YAML.load(check_yaml(tracker_cfg)))
+        if cfg.tracker_type not in TRACKER_MAP:
+            raise OptionsError(f"tracker {tracker_cfg!r}: unsupported tracker_type {cfg.tracker_type!r}")
+        if getattr(cfg, "with_reid", False):
+            cfg.with_reid = False  # re-id would need a second network; we stay at one pass
+        # track_buffer counts frames; at a 4 fps analysis rate the 30-frame default would keep
+        # a lost track for 7.5 s, so express it in seconds instead
+        cfg.track_buffer = max(2, round(lost_track_sec * frame_rate))
+        self._tracker = TRACKER_MAP[cfg.tracker_type](args=cfg)
+
+    def assign(self, boxes, image_bgr: np.ndarray) -> np.ndarray:
+        """Track ids, (N,) int32 aligned with the N detections of ``boxes`` (-1 = unconfirmed)."""
+        track_id = np.full(len(boxes), -1, np.int32)
+        if len(boxes) == 0:
+            self._tracker.update(boxes, image_bgr)  # lets lost tracks age
+            return track_id
+        tracks = self._tracker.update(boxes, image_bgr)  # rows: x1 y1 x2 y2 id score cls det_index
+        if len(tracks):
+            track_id[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int32)
+        return track_id
+
+
+class Perception:
+    """A loaded YOLO with feature hooks. Load once; call ``detect`` per frame or batch."""
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        *,
+        imgsz: int = DEFAULT_IMGSZ,
+        conf: float = DEFAULT_CONF,
+        iou: float = 0.7,
+        device: str | None = None,
+        feature_layers: Sequence[int] = DEFAULT_FEATURE_LAYERS,
+        tracker: str = "bytetrack.yaml",
+    ):
+        from ultralytics import YOLO
+
+        self.imgsz = check_imgsz(imgsz)
+        if not (0.0 < conf < 1.0):
+            raise OptionsError(f"confidence threshold must be in (0, 1), got {conf!r}")
+        self.conf, self.iou, self.tracker_cfg = float(conf), float(iou), tracker
+        self.device = select_device(device)
+        self.weights_path = resolve_weights(weights)
+        try:
+            self.yolo = YOLO(self.weights_path)
+        except Exception as exc:  # offline download failures, corrupt files, wrong format
+            hint = "" if Path(self.weights_path).exists() else (
+                f" (not found locally and could not be downloaded; set ${WEIGHTS_ENV} or pass --yolo-weights PATH)")
+            raise ModelError(f"YOLO weights {self.weights_path}: could not be loaded{hint}: {exc}") from exc
+        if getattr(self.yolo, "task", "detect") != "detect":
+            raise ModelError(f"YOLO weights {self.weights_path}: a '{self.yolo.task}' model; captioner needs a detection model")
+        layers = self.yolo.model.model
+        self.feature_layers = tuple(int(i) for i in feature_layers)
+        if any(i < 0 or i >= len(layers) - 1 for i in self.feature_layers):
+            raise OptionsError(f"feature layers {self.feature_layers} out of range for a {len(layers)}-layer model")
+        self._captured: dict[int, object] = {}
+        self._hooks = [layers[i].register_forward_hook(self._make_hook(i)) for i in self.feature_layers]
+        self._backbone: BackboneInfo | None = None
+        self._feature_dims: tuple[int, ...] | None = None
+
+    def _make_hook(self, layer: int):
+        def hook(_module, _inputs, output):
+            # pool inside the hook: keeps (B, C) instead of the whole feature map alive
+            self._captured[layer] = output.detach().float().mean(dim=(2, 3))
+        return hook
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.yolo.names
+
+    @property
+    def backbone(self) -> BackboneInfo:
+        if self._backbone is None:
+            if self._feature_dims is None:
+                self.detect([np.zeros((64, 64, 3), np.uint8)])  # one dummy pass tells the feature sizes
+            yaml = getattr(self.yolo.model, "yaml", {}) or {}
+            arch = Path(str(yaml.get("yaml_file", "") or "unknown")).name
+            self._backbone = BackboneInfo(
+                architecture=arch,
+                num_layers=len(self.yolo.model.model),
+                num_classes=len(self.yolo.names),
+                feature_layers=self.feature_layers,
+                feature_dims=self._feature_dims,
+                weights_name=Path(self.weights_path).name,
+                weights_sha256=file_sha256(self.weights_path) if Path(self.weights_path).exists() else "",
+            )
+        return self._backbone
+
+    def settings(self) -> dict:
+        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "feature_layers": list(self.feature_layers),
+                "tracker": self.tracker_cfg}
+
+    def new_tracker(self, frame_rate: float = 4.0) -> StreamTracker:
+        return StreamTracker(self.tracker_cfg, frame_rate)
+
+    def predict_results(self, images_bgr: list[np.ndarray]):
+        """Plain ``YOLO.predict`` on a batch with our settings (the hooks fire during it)."""
+        return self.yolo.predict(images_bgr, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
+                                 device=self.device, verbose=False)
+
+    def detect(
+        self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None
+    ) -> list[tuple[Detections, np.ndarray]]:
+        """One forward pass over a batch of frames (in stream order).
+
+        Returns one ``(detections, embedding)`` per frame; embedding: (D,) float32, the
+        concatenated global-average-pooled outputs of ``feature_layers``.
+        """
+        if not images_bgr:
+            return []
+        self._captured.clear()
+        results = self.predict_results(images_bgr)
+        pooled = [self._captured[i].cpu().numpy() for i in self.feature_layers]  # each (B, C_i)
+        if self._feature_dims is None:
+            self._feature_dims = tuple(int(p.shape[1]) for p in pooled)
+        embeddings = np.concatenate(pooled, axis=1).astype(np.float32)
+        out = []
+        for result, image, embedding in zip(results, images_bgr, embeddings):
+            boxes = result.boxes.cpu().numpy()
+            track_id = tracker.assign(boxes, image) if tracker is not None else np.full(len(boxes), -1, np.int32)
+            detections = Detections(
+                box_xyxy=boxes.xyxy.astype(np.float32),
+                confidence=boxes.conf.astype(np.float32),
+                class_id=boxes.cls.astype(np.int32),
+                track_id=track_id,
+            )
+            out.append((detections, embedding))
+        return out
+
+    def close(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []

@@ -1,0 +1,92 @@
+"""The values a captioning run produces: segments with captions, forecasts and evidence.
+
+These cross from ``pipeline.py`` to ``writers.py``, the CLI and the web app, so they are plain
+dataclasses with a stable JSON form (``Result.to_dict``; see ``SCHEMA_VERSION``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class NextEvent:
+    """One prediction about the next ``horizon_sec`` seconds.
+
+    kind: "appear" | "stay" | "enter" | "leave" | "move"; side: "left" | "right" | "top" |
+    "bottom" (where it enters/leaves) or None; direction: "left" | "right" | "toward" | "away"
+    (for "move") or None.
+    """
+
+    text: str  # e.g. "a car will probably enter from the left (0.72)"
+    probability: float
+    kind: str
+    class_name: str
+    side: str | None = None
+    direction: str | None = None
+    horizon_sec: float = 3.0
+
+
+@dataclass
+class Evidence:
+    """What the detector saw in a segment, which the caption is grounded in."""
+
+    track_ids: list[int] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # distinct class names seen
+    frame_times_sec: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Segment:
+    start: float  # seconds
+    end: float  # seconds
+    caption: str
+    confidence: float  # mean token probability of the caption, in [0, 1]
+    next: list[NextEvent] = field(default_factory=list)
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @property
+    def next_text(self) -> str:
+        """The most likely forecast as one line ("" when there is none)."""
+        return self.next[0].text if self.next else ""
+
+
+@dataclass
+class VideoMeta:
+    path: str
+    duration_sec: float
+    fps: float
+    width: int
+    height: int
+
+
+@dataclass
+class Result:
+    video: VideoMeta
+    segments: list[Segment]
+    settings: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)  # {"yolo": {"name", "sha256"}, "captioner": {...}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "video": asdict(self.video),
+            "settings": self.settings,
+            "models": self.models,
+            "segments": [asdict(s) for s in self.segments],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Result":
+        segments = [
+            Segment(
+                start=s["start"], end=s["end"], caption=s["caption"], confidence=s["confidence"],
+                next=[NextEvent(**n) for n in s.get("next", [])],
+                evidence=Evidence(**s.get("evidence", {})),
+            )
+            for s in data["segments"]
+        ]
+        return cls(VideoMeta(**data["video"]), segments, data.get("settings", {}), data.get("models", {}))

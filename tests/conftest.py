@@ -1,0 +1,57 @@
+"""Shared fixtures. Core tests need no ../shared: clips are generated from Ultralytics' bundled
+images. Tests that need ../shared use the ``shared_dir`` fixture, which skips with a reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CAPTIONER_SHARED", REPO.parent / "shared"))
+SHARED_WEIGHTS = SHARED / "weights" / "yolo11n-coco-int8w.pt"
+
+# Tests run offline: use the shared weights when nothing else was configured.
+if not os.environ.get("CAPTIONER_YOLO_WEIGHTS") and SHARED_WEIGHTS.exists():
+    os.environ["CAPTIONER_YOLO_WEIGHTS"] = str(SHARED_WEIGHTS)
+if not os.environ.get("NLTK_DATA") and (SHARED / "data" / "nltk_data").exists():
+    os.environ["NLTK_DATA"] = str(SHARED / "data" / "nltk_data")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"needs ../shared/data (real clips and corpora), not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def perception():
+    """A YOLO at imgsz 320 (fast on 2 cores), loaded once for the whole run."""
+    from captioner.errors import ModelError
+    from captioner.perception import Perception
+
+    try:
+        return Perception(imgsz=320)
+    except ModelError as exc:
+        pytest.skip(f"no YOLO weights available offline: {exc}")
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip(tmp_path_factory) -> Path:
+    """6 s, 10 fps, 640x360: a bus photo moving right, a photo of two men moving left."""
+    from captioner.synthetic import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "bus_people.mp4", duration_sec=6.0, fps=10.0)
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_exe() -> str:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # pragma: no cover - imageio-ffmpeg is a dependency
+        pytest.skip(f"no ffmpeg binary: {exc}")

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+from captioner.errors import ModelError, OptionsError
+from captioner.features import analyse_frames
+from captioner.perception import DEFAULT_YOLO_NAME, WEIGHTS_ENV, Perception, resolve_weights
+from captioner.synthetic import asset, default_sprites, make_clip, render_frame
+from captioner.video import sample_frames
+
+
+@pytest.fixture(scope="module")
+def clip_features(perception, synthetic_clip):
+    return list(analyse_frames(sample_frames(synthetic_clip, 4.0), perception, analysis_fps=4.0))
+
+
+def _track_centres(frames, class_name):
+    """track id -> list of (t_sec, centre_x) for one class."""
+    tracks = {}
+    for f in frames:
+        d = f.detections
+        for box, name, tid in zip(d.box_xyxy, d.class_names, d.track_id):
+            if name == class_name and tid >= 0:
+                tracks.setdefault(int(tid), []).append((f.t_sec, float(box[0] + box[2]) / 2))
+    return tracks
+
+
+def test_finds_person_and_bus_in_every_frame(clip_features):
+    assert len(clip_features) == 24
+    for f in clip_features:
+        names = set(f.detections.class_names)
+        assert {"person", "bus"} <= names, (f.t_sec, names)
+
+
+def test_boxes_follow_the_motion(clip_features):
+    # the bus photo moves right; the photo of two men (right half of frame) moves left
+    bus_tracks = _track_centres(clip_features, "bus")
+    longest_bus = max(bus_tracks.values(), key=len)
+    assert longest_bus[-1][1] - longest_bus[0][1] > 100
+    people_right = [t for t in _track_centres(clip_features, "person").values() if t[0][1] > 400 and len(t) > 10]
+    assert people_right and all(t[-1][1] - t[0][1] < -60 for t in people_right)
+
+
+def test_track_ids_are_stable(clip_features):
+    bus_tracks = _track_centres(clip_features, "bus")
+    longest = max(bus_tracks.values(), key=len)
+    assert len(longest) >= 0.9 * len(clip_features)  # one id for the bus nearly all the time
+    # the most confident person keeps one id throughout
+    person_tracks = _track_centres(clip_features, "person")
+    assert max(len(t) for t in person_tracks.values()) >= 0.9 * len(clip_features)
+
+
+def test_detections_equal_plain_yolo_predict(perception, clip_features, synthetic_clip):
+    from ultralytics import YOLO
+
+    plain = YOLO(perception.weights_path)  # a second, hook-free model
+    frames = list(sample_frames(synthetic_clip, 4.0))
+    for frame, ours in zip(frames[::6], clip_features[::6]):
+        theirs = plain.predict(frame.image_bgr, imgsz=320, conf=perception.conf, iou=perception.iou,
+                               device="cpu", verbose=False)[0].boxes.cpu().numpy()
+        d = ours.detections
+        assert len(d) == len(theirs)
+        np.testing.assert_array_equal(d.box_xyxy, theirs.xyxy.astype(np.float32))
+        np.testing.assert_array_equal(d.confidence, theirs.conf.astype(np.float32))
+        np.testing.assert_array_equal(d.class_id, theirs.cls.astype(np.int32))
+
+
+def test_embeddings_are_pooled_neck_features(perception, clip_features):
+    dims = perception.backbone.feature_dims
+    assert dims == (64, 128, 256)
+    e = np.stack([f.embedding for f in clip_features])
+    assert e.shape == (24, sum(dims)) and e.dtype == np.float32 and np.isfinite(e).all()
+    assert not np.allclose(e[0], e[-1])  # the scene changed, so did the features
+    # a hand-run forward pass of the same letterboxed input gives the same pooled P5 features
+    import torch
+
+    image = render_frame(default_sprites(), 0.0, 640, 360)
+    (_, embedding), = perception.detect([image])
+    predictor = perception.yolo.predictor
+    batch = predictor.preprocess([image])
+    outputs = {}
+    hook = predictor.model.model.model[22].register_forward_hook(lambda m, i, o: outputs.setdefault("p5", o))
+    try:
+        with torch.no_grad():
+            predictor.model(batch)
+    finally:
+        hook.remove()
+    manual = outputs["p5"].float().mean(dim=(2, 3))[0].numpy()
+    np.testing.assert_allclose(embedding[-256:], manual, rtol=1e-5, atol=1e-5)
+
+
+def test_two_streams_processed_alternately_never_mix_ids(perception, synthetic_clip, tmp_path):
+    other = make_clip(tmp_path / "other.mp4", duration_sec=3, fps=10, width=480, height=270,
+                      sprites=[s for s in default_sprites(480, 270, 3.0)][::-1])
+    a_frames = list(sample_frames(synthetic_clip, 4.0))[:10]
+    b_frames = list(sample_frames(other, 4.0))[:10]
+
+    def alone(frames):
+        tracker = perception.new_tracker(4.0)
+        return [perception.detect([f.image_bgr], tracker)[0][0].track_id.tolist() for f in frames]
+
+    expected_a, expected_b = alone(a_frames), alone(b_frames)
+    tracker_a, tracker_b = perception.new_tracker(4.0), perception.new_tracker(4.0)
+    got_a, got_b = [], []
+    for fa, fb in zip(a_frames, b_frames):
+        got_a.append(perception.detect([fa.image_bgr], tracker_a)[0][0].track_id.tolist())
+        got_b.append(perception.detect([fb.image_bgr], tracker_b)[0][0].track_id.tolist())
+    assert got_a == expected_a and got_b == expected_b
+
+
+def test_weights_resolution_order(tmp_path, monkeypatch):
+    explicit, env = tmp_path / "explicit.pt", tmp_path / "env.pt"
+    explicit.write_bytes(b"x"), env.write_bytes(b"x")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "yolo_local.pt").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(WEIGHTS_ENV, str(env))
+    assert resolve_weights(explicit) == str(explicit)
+    assert resolve_weights(None) == str(env)
+    monkeypatch.delenv(WEIGHTS_ENV)
+    assert resolve_weights(None).endswith("yolo_local.pt")
+    (tmp_path / "weights" / "yolo_local.pt").unlink()
+    monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
+    assert resolve_weights(None) == DEFAULT_YOLO_NAME
+
+
+def test_missing_or_broken_weights_give_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(ModelError, match="nope.pt: file not found"):
+        resolve_weights(tmp_path / "nope.pt")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "gone.pt"))
+    with pytest.raises(ModelError, match=WEIGHTS_ENV):
+        resolve_weights(None)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="broken.pt: could not be loaded"):
+        Perception(broken)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"imgsz": 10}, "image size"), ({"imgsz": 100000}, "image size"),
+                                           ({"conf": 1.5}, "confidence"), ({"device": "tpu"}, "device")])
+def test_absurd_options_are_rejected(kwargs, match):
+    with pytest.raises(OptionsError, match=match):
+        Perception(**kwargs)
