@@ -32,6 +32,7 @@ Source = Union[str, os.PathLike, int]
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif", ".ts", ".3gp", ".y4m")
 MAX_SIDE_PX = 16384  # larger frames are almost surely a corrupt header, and would not fit in memory anyway
 DEFAULT_ANALYSIS_FPS = 4.0
+TRUNCATED_SHARE = 0.6  # decoding ends before this share of the advertised frames and duration
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,10 @@ class VideoSource:
         if not self.is_live:
             if decoded == 0:
                 raise VideoError(f"{self.name}: no frame could be decoded (corrupt or truncated file)")
-            # containers over-report a few frames now and then; stopping far short means truncation
-            if info.frame_count and decoded < 0.9 * info.frame_count - 2:
+            # Containers over-report frame counts (duplicate packets, doubled AVI counts), so
+            # only stopping far short in BOTH frames and time is taken as truncation.
+            ended_early = info.duration_sec and last_t < TRUNCATED_SHARE * info.duration_sec
+            if info.frame_count and decoded < TRUNCATED_SHARE * info.frame_count and ended_early:
                 raise VideoError(
                     f"{self.name}: truncated or corrupt: decoding stopped after {decoded} of {info.frame_count} frames "
                     f"({last_t:.1f}s of {info.duration_sec:.1f}s)"
