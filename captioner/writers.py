@@ -1,0 +1,408 @@
+"""Output writers: one class per format, like openai/whisper's ``utils.py``.
+
+>>> write = get_writer("all", "out/", show_next=True)
+>>> write(result, "clips/street.mp4")   # out/street.json, .srt, .vtt, .txt, .tsv
+
+Every file is written atomically (temporary file in the same directory, fsync, rename), and a
+run that would replace an existing file is refused *before* anything is written unless
+``overwrite=True``. When several formats are written at once, all of them are rendered and
+staged first and only then renamed into place, so a failure part-way leaves no partial output.
+
+``parse_srt`` / ``parse_vtt`` read subtitles back strictly (tests and the web app use them to
+validate what was written).
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import json
+import logging
+import math
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import CaptionerError
+from .result import Result
+
+log = logging.getLogger(__name__)
+
+StrPath = str | os.PathLike  # a file or directory path
+
+
+class SubtitleParseError(CaptionerError, ValueError):
+    """An SRT/VTT text is malformed (bad timestamp, missing header, cue ending before it starts)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# atomic file output
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty, uniquely named hidden file next to ``target`` and return its path.
+
+    Created with O_EXCL and mode 0o666 so the process umask applies (``mkstemp`` would make
+    it 0o600, and the renamed output would then be unreadable to e.g. a web server).
+    """
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise CaptionerError(f"{target.parent}: could not create a temporary file next to {target.name}")
+
+
+def commit_file(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    """Move a finished temporary file onto ``target`` (same directory) atomically.
+
+    Without ``overwrite`` a hard link is used, which fails if ``target`` appeared meanwhile
+    (e.g. two batch workers writing videos with the same stem): no silent clobbering. Where
+    hard links are unsupported it falls back to check-then-rename.
+    """
+    if overwrite:
+        os.replace(tmp, target)
+    else:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+                raise
+            if target.exists():
+                raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
+            os.replace(tmp, target)
+        else:
+            tmp.unlink()
+    _fsync_dir(target.parent)
+
+
+def check_targets(paths: Iterable[Path], *, overwrite: bool) -> None:
+    """Refuse (``CaptionerError``) if any target exists and ``overwrite`` is False, or is a directory."""
+    for path in paths:
+        if path.is_dir():
+            raise CaptionerError(f"{path} is a directory; choose another output directory or name")
+        if path.exists() and not overwrite:
+            raise CaptionerError(f"{path} exists; use --overwrite to replace it")
+
+
+def _write_staged(tmp: Path, content: str) -> None:
+    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_files_atomically(contents: dict[Path, str], *, overwrite: bool = False) -> list[Path]:
+    """Write several text files all-or-nothing (as far as the filesystem allows).
+
+    Checks every target first, stages every file as a temp file, then renames them in. On any
+    failure the temp files are removed, and (without ``overwrite``) the files this call had
+    already put in place are removed again, so nothing partial remains.
+    """
+    targets = list(contents)
+    check_targets(targets, overwrite=overwrite)
+    for directory in {t.parent for t in targets}:
+        directory.mkdir(parents=True, exist_ok=True)
+    staged: dict[Path, Path] = {}
+    committed: list[Path] = []
+    try:
+        for target, content in contents.items():
+            tmp = reserve_temp_path(target)
+            staged[target] = tmp
+            _write_staged(tmp, content)
+        for target, tmp in staged.items():
+            commit_file(tmp, target, overwrite=overwrite)
+            committed.append(target)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        if not overwrite:  # only files this call created, so removing them loses nothing
+            for target in committed:
+                target.unlink(missing_ok=True)
+        raise
+    return targets
+
+
+# ------------------------------------------------------------------------------------------------
+# timestamps and cues
+
+
+def format_timestamp(seconds: float, *, decimal_marker: str = ".") -> str:
+    """``HH:MM:SS<marker>mmm`` (hours grow past two digits if needed); negative clamps to 0."""
+    return _format_ms(round(max(seconds, 0.0) * 1000.0), decimal_marker)
+
+
+def _format_ms(ms: int, decimal_marker: str) -> str:
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{ms:03d}"
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle cue, in integer milliseconds so clamping cannot be undone by rounding."""
+
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+
+
+def _clean_lines(text: str) -> list[str]:
+    # a blank line ends an SRT/VTT cue, and "-->" would read as a timing line: keep neither
+    return [" ".join(line.split()).replace("-->", "->") for line in text.splitlines() if line.strip()]
+
+
+def subtitle_cues(result: Result, *, show_next: bool = False) -> list[Cue]:
+    """Cues for SRT/VTT: sorted, clamped so each ends at or before the next begins, no empty ones.
+
+    Segments whose caption (and, with ``show_next``, forecast) is empty are skipped, as are
+    segments with non-finite times. A cue that clamps to zero length is dropped.
+    """
+    raw: list[tuple[int, int, tuple[str, ...]]] = []
+    for seg in result.segments:
+        if not (math.isfinite(seg.start) and math.isfinite(seg.end)):
+            log.warning("skipping a segment with non-finite times (%r, %r)", seg.start, seg.end)
+            continue
+        lines = _clean_lines(seg.caption)
+        if show_next:
+            lines += _clean_lines(seg.next_text)
+        if not lines:
+            continue
+        raw.append((round(max(seg.start, 0.0) * 1000), round(max(seg.end, 0.0) * 1000), tuple(lines)))
+    raw.sort(key=lambda c: (c[0], c[1]))  # stable: equal starts keep pipeline order
+    cues: list[Cue] = []
+    for i, (start_ms, end_ms, lines) in enumerate(raw):
+        if i + 1 < len(raw):
+            end_ms = min(end_ms, raw[i + 1][0])
+        if end_ms <= start_ms:
+            log.debug("dropping a zero-length cue at %d ms: %s", start_ms, lines[0])
+            continue
+        cues.append(Cue(start_ms, end_ms, lines))
+    return cues
+
+
+# ------------------------------------------------------------------------------------------------
+# writers
+
+
+class ResultWriter:
+    """Base class: renders a ``Result`` to text; ``__call__`` writes ``<output_dir>/<stem><ext>``."""
+
+    extension: str = ""
+
+    def __init__(self, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False):
+        self.output_dir = Path(output_dir)
+        self.show_next = show_next
+        self.overwrite = overwrite
+
+    def render(self, result: Result) -> str:
+        raise NotImplementedError
+
+    def output_path(self, video_path: StrPath) -> Path:
+        stem = Path(str(video_path)).stem or "output"
+        return self.output_dir / f"{stem}.{self.extension}"
+
+    def __call__(self, result: Result, video_path: StrPath) -> list[Path]:
+        return write_result([self], result, video_path, overwrite=self.overwrite)
+
+
+class WriteJSON(ResultWriter):
+    extension = "json"
+
+    def render(self, result: Result) -> str:
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+class WriteSRT(ResultWriter):
+    extension = "srt"
+
+    def render(self, result: Result) -> str:
+        blocks = [
+            f"{i}\n{_format_ms(c.start_ms, ',')} --> {_format_ms(c.end_ms, ',')}\n" + "\n".join(c.lines) + "\n"
+            for i, c in enumerate(subtitle_cues(result, show_next=self.show_next), start=1)
+        ]
+        return "\n".join(blocks)
+
+
+class WriteVTT(ResultWriter):
+    extension = "vtt"
+
+    def render(self, result: Result) -> str:
+        # & < > must be escaped in WebVTT cue text (a model token like "<unk>" would vanish as a tag)
+        blocks = ["WEBVTT\n"] + [
+            f"{_format_ms(c.start_ms, '.')} --> {_format_ms(c.end_ms, '.')}\n"
+            + "\n".join(html.escape(line, quote=False) for line in c.lines) + "\n"
+            for c in subtitle_cues(result, show_next=self.show_next)
+        ]
+        return "\n".join(blocks)
+
+
+class WriteTXT(ResultWriter):
+    """One caption per line, in segment order (empty captions skipped)."""
+
+    extension = "txt"
+
+    def render(self, result: Result) -> str:
+        lines = [" ".join(seg.caption.split()) for seg in result.segments]
+        return "".join(f"{line}\n" for line in lines if line)
+
+
+class WriteTSV(ResultWriter):
+    """``start<TAB>end<TAB>text`` with integer milliseconds, as whisper writes it.
+
+    Times are the segments' own (not clamped like subtitle cues): this is a data export.
+    """
+
+    extension = "tsv"
+
+    def render(self, result: Result) -> str:
+        rows = ["start\tend\ttext"]
+        for seg in result.segments:
+            if not (math.isfinite(seg.start) and math.isfinite(seg.end)):
+                continue
+            text = " ".join(seg.caption.split())  # no tabs or newlines inside a field
+            rows.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{text}")
+        return "\n".join(rows) + "\n"
+
+
+WRITERS: dict[str, type[ResultWriter]] = {
+    "json": WriteJSON,
+    "srt": WriteSRT,
+    "vtt": WriteVTT,
+    "txt": WriteTXT,
+    "tsv": WriteTSV,
+}
+OUTPUT_FORMATS: tuple[str, ...] = (*WRITERS, "all")
+
+
+def write_result(
+    writers: Sequence[ResultWriter], result: Result, video_path: StrPath, *, overwrite: bool = False
+) -> list[Path]:
+    """Render every writer's output, then write them all atomically; returns the paths written."""
+    contents: dict[Path, str] = {}
+    for writer in writers:
+        contents[writer.output_path(video_path)] = writer.render(result)
+    paths = write_files_atomically(contents, overwrite=overwrite)
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+class WriteAll:
+    """Writes every format in ``WRITERS`` at once (``-f all``), all-or-nothing."""
+
+    def __init__(self, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False):
+        self.writers = [cls(output_dir, show_next=show_next, overwrite=overwrite) for cls in WRITERS.values()]
+        self.overwrite = overwrite
+
+    def output_paths(self, video_path: StrPath) -> list[Path]:
+        return [w.output_path(video_path) for w in self.writers]
+
+    def __call__(self, result: Result, video_path: StrPath) -> list[Path]:
+        return write_result(self.writers, result, video_path, overwrite=self.overwrite)
+
+
+def get_writer(
+    output_format: str, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False
+) -> Callable[[Result, StrPath], list[Path]]:
+    """A callable ``(result, video_path) -> [paths written]`` for one format or ``"all"``."""
+    fmt = output_format.lower().lstrip(".")
+    if fmt == "all":
+        return WriteAll(output_dir, show_next=show_next, overwrite=overwrite)
+    if fmt not in WRITERS:
+        raise CaptionerError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    return WRITERS[fmt](output_dir, show_next=show_next, overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------
+# parsing subtitles back (strict)
+
+_SRT_TIMING = re.compile(
+    r"^(\d{2,}):([0-5]\d):([0-5]\d),(\d{3}) --> (\d{2,}):([0-5]\d):([0-5]\d),(\d{3})$"
+)
+# WebVTT: hours optional; cue settings may follow the end time
+_VTT_TIME = r"(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
+_VTT_TIMING = re.compile(rf"^{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(?:[ \t]+.*)?$")
+
+
+def _seconds(h: str | None, m: str, s: str, ms: str) -> float:
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000.0
+
+
+def _blocks(text: str) -> list[list[str]]:
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return [block.split("\n") for block in re.split(r"\n[ \t]*\n", text.strip("\n")) if block.strip()]
+
+
+def _check_order(start: float, end: float, where: str) -> None:
+    if end < start:
+        raise SubtitleParseError(f"{where}: cue ends ({end:.3f}s) before it starts ({start:.3f}s)")
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """Parse SRT text into ``[(start_sec, end_sec, text)]`` (cue lines joined with ``\\n``).
+
+    Raises ``SubtitleParseError`` on a missing/non-numeric index, a malformed timing line
+    (must be ``HH:MM:SS,mmm --> HH:MM:SS,mmm``) or a cue that ends before it starts.
+    """
+    cues = []
+    for n, block in enumerate(_blocks(text), start=1):
+        if len(block) < 2 or not re.fullmatch(r"[0-9]+", block[0].strip()):
+            raise SubtitleParseError(f"SRT cue {n}: expected a numeric index line, got {block[0]!r}")
+        match = _SRT_TIMING.match(block[1].strip())
+        if not match:
+            raise SubtitleParseError(f"SRT cue {n}: malformed timing line {block[1]!r}")
+        g = match.groups()
+        start, end = _seconds(*g[:4]), _seconds(*g[4:])
+        _check_order(start, end, f"SRT cue {n}")
+        cues.append((start, end, "\n".join(block[2:])))
+    return cues
+
+
+def parse_vtt(text: str) -> list[tuple[float, float, str]]:
+    """Parse WebVTT text into ``[(start_sec, end_sec, text)]`` (entities unescaped).
+
+    Requires the ``WEBVTT`` header; skips NOTE/STYLE/REGION blocks; a cue may have an
+    identifier line. Raises ``SubtitleParseError`` on a malformed timing line or a cue that
+    ends before it starts.
+    """
+    blocks = _blocks(text)
+    if not blocks or not re.match(r"^WEBVTT(?:[ \t].*)?$", blocks[0][0]):
+        raise SubtitleParseError("not WebVTT: the first line must be 'WEBVTT'")
+    cues = []
+    for n, block in enumerate(blocks[1:], start=1):
+        if block[0].startswith(("NOTE", "STYLE", "REGION")) and "-->" not in block[0]:
+            continue
+        timing_index = 0 if "-->" in block[0] else 1  # optional cue identifier first
+        if timing_index >= len(block):
+            raise SubtitleParseError(f"VTT block {n}: a cue identifier without a timing line: {block[0]!r}")
+        match = _VTT_TIMING.match(block[timing_index].strip())
+        if not match:
+            raise SubtitleParseError(f"VTT block {n}: malformed timing line {block[timing_index]!r}")
+        g = match.groups()
+        start, end = _seconds(*g[:4]), _seconds(*g[4:])
+        _check_order(start, end, f"VTT block {n}")
+        cues.append((start, end, html.unescape("\n".join(block[timing_index + 1:]))))
+    return cues
