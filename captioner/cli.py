@@ -117,6 +117,45 @@ def cmd_features(argv: Sequence[str]) -> int:
     return run_each(paths, job, args.quiet)
 
 
+def shared_data_dir() -> Path:
+    """../shared/data beside the checkout (or $CAPTIONER_SHARED/data)."""
+    import os
+
+    root = os.environ.get("CAPTIONER_SHARED") or Path(__file__).resolve().parents[2] / "shared"
+    return Path(root) / "data"
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from .checkpoint import DEFAULT_CHECKPOINT
+    from .train import TrainConfig, run_training
+
+    data = shared_data_dir()
+    parser = argparse.ArgumentParser(prog="captioner train", description="Train the caption + next-event model from scratch.")
+    parser.add_argument("--videos", type=Path, default=data / "videos", help="folder of training videos (default %(default)s)")
+    parser.add_argument("--captions", type=Path, default=data / "captions",
+                        help="caption corpora folder (MSVD/MSR-VTT/ActivityNet/DiDeMo/YouCook2; default %(default)s); 'none' to skip")
+    parser.add_argument("--user-captions", type=Path, default=None,
+                        help="captions for your own videos: MSVD-style TSV, MSR-VTT-style JSON or ActivityNet-style JSON")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint to write (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    add_perception_args(parser)
+    args = parser.parse_args(argv)
+    if not args.videos.is_dir():
+        parser.error(f"--videos {args.videos}: not a folder")
+    captions = None if str(args.captions) == "none" else args.captions
+    if captions is not None and not captions.is_dir():
+        parser.error(f"--captions {args.captions}: not a folder (use 'none' to train on videos only)")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    logging.getLogger("captioner").setLevel(logging.INFO)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps)
+    start = time.perf_counter()
+    path = run_training(args.videos, captions, args.out, make_perception(args), cfg, args.user_captions)
+    print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
+    return EXIT_OK
+
+
 SUBCOMMANDS: dict[str, str] = {"features": "cmd_features", "train": "cmd_train", "eval": "cmd_eval"}
 
 
@@ -138,6 +177,117 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SOME_FAILED
 
 
+def check_caption_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Wrong options are usage errors (exit 2), caught before any model is loaded."""
+    from .errors import OptionsError
+    from .perception import check_imgsz
+    from .video import check_fps
+
+    try:
+        check_fps(args.fps)
+        check_imgsz(args.imgsz)
+    except OptionsError as exc:
+        parser.error(str(exc))
+    if not (0.5 <= args.window <= 600):
+        parser.error(f"--window must be between 0.5 and 600 seconds, got {args.window}")
+    if not (0.0 < args.conf < 1.0):
+        parser.error(f"--conf must be in (0, 1), got {args.conf}")
+    if not (1 <= args.beam <= 16):
+        parser.error(f"--beam must be between 1 and 16, got {args.beam}")
+
+
 def cmd_caption(argv: Sequence[str]) -> int:
-    print("captioning is not available yet; use `captioner features`", file=sys.stderr)
-    return EXIT_USAGE
+    from .writers import OUTPUT_FORMATS, check_targets, get_writer
+
+    parser = argparse.ArgumentParser(
+        prog="captioner", description="Caption videos: one YOLO pass per frame, an LSTM writes captions and "
+        "predicts what happens next. Subcommands: features, train, eval (see `captioner SUBCOMMAND -h`).")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files, folders or glob patterns")
+    parser.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="where to write outputs (default: .)")
+    parser.add_argument("-f", "--output-format", default="all", choices=OUTPUT_FORMATS, help="default: all")
+    parser.add_argument("--window", type=float, default=4.0, help="seconds per caption segment (default %(default)s)")
+    parser.add_argument("--weights", default=None, help="caption model (default: weights/captioner.pt or $CAPTIONER_WEIGHTS)")
+    parser.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default %(default)s)")
+    parser.add_argument("--annotate", action="store_true", help="also write VIDEO.annotated.mp4 with boxes, ids and captions")
+    parser.add_argument("--show-next", action="store_true", help="add the what-happens-next line to subtitles")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-file lines")
+    add_perception_args(parser)
+    args = parser.parse_args(argv)
+    check_caption_options(parser, args)
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        parser.error("no video files found in the given inputs")
+    from .pipeline import load_model
+
+    model = load_model(args.yolo_weights, args.weights, imgsz=args.imgsz, conf=args.conf, device=args.device,
+                       beam_size=args.beam)
+    writer = get_writer(args.output_format, args.output_dir, show_next=args.show_next, overwrite=args.overwrite)
+
+    def job(path: Path) -> str:
+        from .annotate import render_annotated_video
+
+        annotated = args.output_dir / f"{path.stem}.annotated.mp4"
+        targets = list(getattr(writer, "output_paths", lambda p: [writer.output_path(p)])(path))
+        check_targets(targets + ([annotated] if args.annotate else []), overwrite=args.overwrite)  # before the work
+        start = time.perf_counter()
+        update, close = progress_bar(path.name, args.quiet)
+        try:
+            result = model.caption(path, fps=args.fps, window_sec=args.window, progress=update,
+                                   keep_detections=args.annotate)
+        finally:
+            close()
+        written = writer(result, path)
+        if args.annotate:
+            update, close = progress_bar(f"{path.name} (annotating)", args.quiet)
+            try:
+                written.append(render_annotated_video(path, annotated, result, result.frame_detections,
+                                                      overwrite=args.overwrite, progress=update))
+            finally:
+                close()
+        lines = [f"{path}: {len(result.segments)} segments in {time.perf_counter() - start:.1f}s -> "
+                 + ", ".join(str(p) for p in written)]
+        for seg in result.segments[:3]:
+            lines.append(f"  [{seg.start:6.1f} - {seg.end:6.1f}] {seg.caption}" + (f"  | next: {seg.next_text}" if seg.next_text else ""))
+        if len(result.segments) > 3:
+            lines.append(f"  ... {len(result.segments) - 3} more")
+        return "\n".join(lines)
+
+    return run_each(paths, job, args.quiet)
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    import json
+
+    from .dataset import captioned_clip_stems
+    from .eval import format_table, run_eval
+    from .pipeline import load_model
+    from .train import TrainConfig, prepare_data
+
+    data = shared_data_dir()
+    parser = argparse.ArgumentParser(prog="captioner eval", description="Evaluate the caption model; prints one table.")
+    parser.add_argument("--weights", default=None, help="caption model (default: weights/captioner.pt)")
+    parser.add_argument("--videos", type=Path, default=data / "videos")
+    parser.add_argument("--captions", type=Path, default=data / "captions")
+    parser.add_argument("--json", type=Path, default=None, help="also write the full report (with captions) as JSON")
+    parser.add_argument("--beam", type=int, default=4)
+    add_perception_args(parser)
+    args = parser.parse_args(argv)
+    for folder in (args.videos, args.captions):
+        if not folder.is_dir():
+            parser.error(f"{folder}: not a folder (eval needs the shared data: videos and captions)")
+    model = load_model(args.yolo_weights, args.weights, imgsz=args.imgsz, conf=args.conf, device=args.device,
+                       beam_size=args.beam)
+    saved = model.captioner.training.get("config", {})
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    prepared = prepare_data(args.videos, args.captions, model.perception, cfg)
+    report = run_eval(model, prepared.clips, prepared.text_pairs_test, captioned_clip_stems(args.captions / "clip_captions.json"))
+    print(format_table(report))
+    if "val_clips" in report:
+        print()
+        for name, item in report["val_clips"]["captions"].items():
+            print(f"{name}: {item['caption']!r}  (refs: {'; '.join(item['references'][:3])})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+    return EXIT_OK

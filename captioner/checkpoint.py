@@ -1,0 +1,120 @@
+"""Save and load the caption model. Loading never unpickles code: ``weights_only=True``.
+
+A checkpoint records the YOLO it was trained with (architecture, feature layers and sizes,
+weights sha256). Features from a different architecture or layout mean something else, so
+such a backbone is refused; another checkpoint of the same architecture (e.g. the official
+``yolo11n.pt``) is accepted with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .decoding import Grounding
+from .errors import ModelError
+from .model import CaptionModel, ModelConfig
+from .perception import BackboneInfo
+from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+WEIGHTS_ENV = "CAPTIONER_WEIGHTS"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "captioner.pt"
+
+
+@dataclass
+class Captioner:
+    """A loaded caption model and everything needed to use it."""
+
+    model: CaptionModel
+    vocab: Vocabulary
+    grounding: Grounding
+    backbone: dict  # BackboneInfo.layout() + weights_name + weights_sha256
+    training: dict  # how it was trained (data sizes, steps, seed, time)
+    path: str = ""
+    sha256: str = ""
+
+
+def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
+    candidate = Path(path or os.environ.get(WEIGHTS_ENV) or DEFAULT_CHECKPOINT)
+    if not candidate.exists():
+        raise ModelError(f"caption model {candidate}: file not found. Train one with `captioner train` "
+                         f"or pass --weights PATH (or set ${WEIGHTS_ENV})")
+    return candidate
+
+
+def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
+                    unseeable: list[str], backbone: BackboneInfo, training: dict) -> Path:
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.cfg.to_dict(),
+        # fp16 halves the file; the model is trained and run in fp32
+        "state_dict": {k: v.detach().to(torch.float16) if v.is_floating_point() else v
+                       for k, v in model.state_dict().items()},
+        "vocab": vocab.to_dict(),
+        "grounding": {"word_class": dict(word_class), "unseeable": list(unseeable)},
+        "backbone": {**backbone.layout(), "weights_name": backbone.weights_name,
+                     "weights_sha256": backbone.weights_sha256},
+        # plain JSON types only, so weights_only loading accepts it
+        "training": json.loads(json.dumps(training, default=str)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> Captioner:
+    from .coco import CLASS_INDEX
+    from .perception import file_sha256
+
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(f"caption model {path}: checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+        cfg = ModelConfig(**payload["config"])
+        model = CaptionModel(cfg)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+        vocab = Vocabulary.from_dict(payload["vocab"])
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"caption model {path}: not a readable captioner checkpoint ({type(exc).__name__}: {exc})") from exc
+    model.eval()
+    stoi = vocab.stoi
+    grounding_words = payload["grounding"]
+    grounding = Grounding(
+        word_class={stoi[w]: CLASS_INDEX[c] for w, c in grounding_words["word_class"].items() if w in stoi and " " not in w},
+        unseeable={stoi[w] for w in grounding_words["unseeable"] if w in stoi},
+    )
+    return Captioner(model, vocab, grounding, payload["backbone"], payload.get("training", {}), str(path), file_sha256(path))
+
+
+def check_backbone(saved: dict, actual: BackboneInfo) -> None:
+    """Refuse features from a different YOLO layout; note a different checkpoint of the same one."""
+    expected = {k: saved.get(k) for k in actual.layout()}
+    if expected != actual.layout():
+        diffs = ", ".join(f"{k}: model trained with {expected[k]!r}, got {v!r}" for k, v in actual.layout().items()
+                          if expected[k] != v)
+        raise ModelError(f"YOLO weights {actual.weights_name} do not fit this caption model ({diffs}). "
+                         f"Use a {saved.get('architecture')} checkpoint or retrain with `captioner train`.")
+    if saved.get("weights_sha256") and actual.weights_sha256 and saved["weights_sha256"] != actual.weights_sha256:
+        log.warning("note: YOLO weights %s differ from those the caption model was trained with (%s); same "
+                    "architecture and feature layout, so they are accepted", actual.weights_name, saved.get("weights_name"))

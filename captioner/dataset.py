@@ -1,0 +1,188 @@
+"""Training and evaluation data, from ../shared/data or a user's own folder (never copied).
+
+Two sources, as in DESIGN.md:
+  * real clips: per-frame tokens, next-event targets from the real future, and windows
+    captioned from their grounded track events (template phrasing, several variants);
+  * human caption corpora: sentences whose object nouns all map to COCO classes, paired with
+    synthetic pseudo-detections of those classes.
+Splits are by source video (same-scene clips stay together), never by window or sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .coco import NUM_CLASSES
+from .describe import all_descriptions
+from .events import window_events
+from .features import FeatureCache, FrameFeatures, VideoFeatures, extract_features
+from .forecast import HORIZON_SEC, targets_for_window
+from .tokens import tokens_for_frames
+from .video import is_video_file
+from .vocab import tokenize
+
+log = logging.getLogger(__name__)
+
+# Clips that show the same scene or the same source footage (from data/SOURCES.md): they are
+# always on the same side of a split.
+SAME_SCENE_GROUPS = {
+    "gutomadon_street": ("gutomadon_street_stopline", "gutomadon_street_crosswalk_cars"),
+    "kartikeybihani_drive": ("kartikeybihani_dashcam1", "kartikeybihani_dashcam2"),
+    "asiya_street_shoot": ("asiya_two_men_talking", "asiya_queue_sidewalk", "asiya_shoppers_street"),
+    "overhead_pedestrians": ("diego_overhead_pedestrians", "pedestrians_overhead_vtest"),
+    "msrvtt_236_4382": ("msrvtt_video236", "msrvtt_video4382"),
+    "msrvtt_7202_9769": ("msrvtt_video7202", "msrvtt_video9769"),
+}
+PAST_SEC = 4.0  # how much history the targets' "now" looks at
+
+
+def scene_group(stem: str) -> str:
+    for group, members in SAME_SCENE_GROUPS.items():
+        if stem in members:
+            return group
+    return stem
+
+
+def clip_split(stem: str, captioned: set[str], test_fraction: float = 0.25) -> str:
+    """"val" for human-captioned clips (validation only), else "test" for a deterministic
+    quarter of the scene groups, else "train"."""
+    if stem in captioned:
+        return "val"
+    digest = hashlib.sha1(f"captioner-split-v1:{scene_group(stem)}".encode()).digest()
+    return "test" if digest[0] / 256.0 < test_fraction else "train"
+
+
+@dataclass
+class CaptionWindow:
+    start: int  # first frame index (inclusive) into the clip's frames
+    end: int  # last frame index (exclusive)
+    captions: list[list[str]]  # tokenised template captions (variants)
+
+
+@dataclass
+class ClipData:
+    name: str
+    split: str
+    frame_size: tuple[int, int]
+    frames: list[FrameFeatures]
+    tokens: np.ndarray  # (T, F)
+    presence: np.ndarray  # (T, C) targets for the next HORIZON_SEC
+    enter: np.ndarray  # (T, C)
+    leave: np.ndarray  # (T, C)
+    direction: np.ndarray  # (T,) int
+    valid: np.ndarray  # (T,) bool: a full future horizon exists
+    windows: list[CaptionWindow] = field(default_factory=list)
+
+    @property
+    def times_sec(self) -> np.ndarray:
+        return np.array([f.t_sec for f in self.frames])
+
+
+def frame_window(times: np.ndarray, start_sec: float, end_sec: float) -> tuple[int, int]:
+    """Indices [lo, hi) of frames with start_sec <= t < end_sec."""
+    return int(np.searchsorted(times, start_sec, "left")), int(np.searchsorted(times, end_sec, "left"))
+
+
+def build_clip(name: str, split: str, features: VideoFeatures, *, window_sec: float, stride_sec: float,
+               variants: int, seed: int, horizon_sec: float = HORIZON_SEC) -> ClipData:
+    frames = features.frames
+    size = (features.info.width, features.info.height)
+    tokens = tokens_for_frames(frames, size, len(frames[0].embedding) if frames else 0)
+    times = np.array([f.t_sec for f in frames])
+    n = len(frames)
+    presence, enter, leave = (np.zeros((n, NUM_CLASSES), np.float32) for _ in range(3))
+    direction, valid = np.zeros(n, np.int64), np.zeros(n, bool)
+    end_t = times[-1] if n else 0.0
+    for i, t in enumerate(times):
+        if t + horizon_sec > end_t + 1e-6:
+            continue
+        lo, _ = frame_window(times, t - PAST_SEC, t)
+        _, hi = frame_window(times, t, t + horizon_sec + 1e-6)
+        future = frames[i + 1:hi]
+        if not future:
+            continue
+        target = targets_for_window(frames[lo:i + 1], future, size)
+        presence[i], enter[i], leave[i] = target.presence, target.enter, target.leave
+        direction[i], valid[i] = target.direction, True
+    windows = []
+    start = times[0] if n else 0.0
+    while n and start < end_t:
+        lo, hi = frame_window(times, start, start + window_sec)
+        if hi - lo >= 2:
+            events = window_events(frames[lo:hi], size)
+            texts = all_descriptions(events, variants, seed=seed + lo)
+            windows.append(CaptionWindow(lo, hi, [tokenize(t) for t in texts if t]))
+        start += stride_sec
+    return ClipData(name, split, size, frames, tokens, presence, enter, leave, direction, valid, windows)
+
+
+def load_clips(video_paths: Sequence[Path], perception, *, analysis_fps: float, captioned: set[str],
+               window_sec: float, stride_sec: float, variants: int, seed: int,
+               cache: FeatureCache | None = None, progress=None) -> list[ClipData]:
+    """Features (cached) -> ClipData for every video; a video that fails is logged and skipped."""
+    clips = []
+    for path in video_paths:
+        try:
+            features, _ = extract_features(path, perception, analysis_fps=analysis_fps, cache=cache or FeatureCache())
+        except Exception as exc:  # one bad clip must not stop training on the rest
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if len(features.frames) < 2:
+            log.warning("skipping %s: fewer than 2 analysed frames", path)
+            continue
+        clips.append(build_clip(path.stem, clip_split(path.stem, captioned), features, window_sec=window_sec,
+                                stride_sec=stride_sec, variants=variants, seed=seed))
+        if progress:
+            progress(path)
+    return clips
+
+
+def video_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_video_file(p))
+
+
+def captioned_clip_stems(clip_captions_json: Path) -> dict[str, list[str]]:
+    """clip stem -> human reference captions, from data/captions/clip_captions.json."""
+    import json
+
+    if not clip_captions_json.exists():
+        return {}
+    data = json.loads(clip_captions_json.read_text())
+    return {Path(key).stem: value["captions"] for key, value in data.items() if value.get("captions")}
+
+
+def captioned_video_ids(clip_captions_json: Path) -> set[str]:
+    """Corpus video ids of the human-captioned clips: their sentences are validation
+    references, so they must never be training pairs."""
+    import json
+
+    if not clip_captions_json.exists():
+        return set()
+    return {value["video_id"] for value in json.loads(clip_captions_json.read_text()).values() if value.get("video_id")}
+
+
+def distractor_pool(clips: Sequence[ClipData], top: int = 20) -> list[str]:
+    """Classes the detector reports often in real clips, weighted by how often: the realistic
+    "extra" detections that text-derived pairs get as noise."""
+    from .coco import COCO_CLASSES
+
+    counts = np.zeros(NUM_CLASSES)
+    for clip in clips:
+        for f in clip.frames:
+            for c in set(f.detections.class_id.tolist()):
+                counts[c] += 1
+    order = np.argsort(-counts)[:top]
+    return [COCO_CLASSES[i] for i in order if counts[i] > 0]
+
+
+def shuffled(items: list, seed: int) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items

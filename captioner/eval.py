@@ -1,0 +1,276 @@
+"""``captioner eval``: one table of every claim the model card makes, measured the same way.
+
+* Captioned validation clips (human references): BLEU-1..4, METEOR (NLTK + WordNet), ROUGE-L
+  and CIDEr (pycocoevalcap), one caption per clip.
+* Held-out text-derived pairs (test split of the corpora by source video): the same metrics.
+* Held-out real clips (test split by scene): hallucination rate and salient-object recall of
+  the window captions; next-event micro-F1 (future class presence, threshold 0.5) and AUROC
+  (enter, leave), side by side with the persistence and constant-velocity baselines computed
+  on the same time steps.
+Everything is seeded; the same checkpoint and data give the same table.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .coco import CLASS_INDEX, COCO_CLASSES
+from .dataset import ClipData, PAST_SEC, frame_window
+from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
+from .pipeline import NOTHING_SEEN, AnalysedFrame, CaptionPipeline, StreamState
+from .tokens import FrameTokenizer, salient_classes, segment_slots, synthetic_tokens
+
+log = logging.getLogger(__name__)
+
+# Typical extra detections in real footage, used as noise for text-derived eval inputs.
+EVAL_DISTRACTORS = ["car", "chair", "handbag", "bottle", "tv", "cup", "truck", "dining table", "book", "tie"]
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+def caption_metrics(hypotheses: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+    """BLEU-1..4, ROUGE-L, CIDEr (pycocoevalcap) and METEOR (NLTK) over lower-case
+    space-tokenised strings; keys are item ids."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from .corpora import _ensure_nltk_path
+
+    ids = sorted(hypotheses)
+    res = {i: [hypotheses[i]] for i in ids}
+    gts = {i: references[i] for i in ids}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    _ensure_nltk_path()
+    from nltk.translate.meteor_score import meteor_score
+
+    meteor = float(np.mean([meteor_score([r.split() for r in gts[i]], res[i][0].split()) for i in ids]))
+    return {"BLEU-1": bleu[0], "BLEU-2": bleu[1], "BLEU-3": bleu[2], "BLEU-4": bleu[3], "METEOR": meteor,
+            "ROUGE-L": float(rouge), "CIDEr": float(cider)}
+
+
+def micro_f1(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> float:
+    predicted = scores >= threshold
+    truth = targets >= 0.5
+    tp = float(np.sum(predicted & truth))
+    fp, fn = float(np.sum(predicted & ~truth)), float(np.sum(~predicted & truth))
+    return 2 * tp / max(2 * tp + fp + fn, 1e-9)
+
+
+def auroc(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with tied ranks averaged); NaN if one class only."""
+    scores, targets = np.asarray(scores, float).ravel(), np.asarray(targets).ravel() >= 0.5
+    n_pos, n_neg = int(targets.sum()), int((~targets).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks of ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[targets].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---- running the model the way the product does -------------------------------------------------
+
+def encode_frames(pipeline: CaptionPipeline, frames, frame_size) -> list[AnalysedFrame]:
+    state = StreamState(FrameTokenizer(frame_size, pipeline.model.cfg.embedding_dim))
+    return [pipeline._encode(state, f) for f in frames]
+
+
+def encode_tokens(pipeline: CaptionPipeline, tokens: np.ndarray) -> list[AnalysedFrame]:
+    from .perception import Detections
+
+    with torch.no_grad():
+        states, _ = pipeline.model.encode(torch.from_numpy(tokens)[None])
+    return [AnalysedFrame(float(i), Detections.empty(), tokens[i], states[0, i]) for i in range(len(tokens))]
+
+
+def caption_object_mentions(caption: str, pipeline: CaptionPipeline) -> list[str | None]:
+    """COCO class (or None = an object no COCO class covers) of every object noun in a caption.
+    Uses the WordNet lexicon when available (independent of the decoder's ban list)."""
+    from . import corpora
+    from .vocab import tokenize
+
+    tokens = tokenize(caption)
+    if corpora.wordnet_available():
+        return [m.coco_class for m in corpora.mentioned_objects(tokens)]
+    vocab, grounding = pipeline.captioner.vocab, pipeline.captioner.grounding
+    out: list[str | None] = []
+    for t in tokens:
+        i = vocab.stoi.get(t)
+        if i in grounding.word_class:
+            out.append(COCO_CLASSES[grounding.word_class[i]])
+        elif i in grounding.unseeable:
+            out.append(None)
+    return out
+
+
+@dataclass
+class WindowCaption:
+    clip: str
+    start_sec: float
+    end_sec: float
+    caption: str
+    detected: list[str]
+    salient: list[str]
+    mentions: list[str | None]
+
+
+def real_window_captions(pipeline: CaptionPipeline, clips: Sequence[ClipData], window_sec: float = 4.0) -> list[WindowCaption]:
+    out = []
+    for clip in clips:
+        analysed = encode_frames(pipeline, clip.frames, clip.frame_size)
+        times = clip.times_sec
+        start = times[0]
+        while start <= times[-1]:
+            lo, hi = frame_window(times, start, start + window_sec)
+            if hi > lo:
+                window = analysed[lo:hi]
+                caption, _, evidence = pipeline._caption_window(window)
+                slots, feats = segment_slots(np.stack([f.token for f in window]), pipeline.model.cfg.embedding_dim)
+                salient = [COCO_CLASSES[c] for c in salient_classes(slots, feats)]
+                mentions = [] if caption == NOTHING_SEEN else caption_object_mentions(caption, pipeline)
+                out.append(WindowCaption(clip.name, float(start), float(start + window_sec), caption, evidence.classes,
+                                         salient, mentions))
+            start += window_sec
+    return out
+
+
+def grounding_scores(windows: Sequence[WindowCaption]) -> dict[str, float]:
+    mentions = [(m, w) for w in windows for m in w.mentions]
+    hallucinated = sum(1 for m, w in mentions if m is None or m not in w.detected)
+    salient_total = sum(len(w.salient) for w in windows)
+    salient_named = sum(len(set(w.salient) & {m for m in w.mentions if m}) for w in windows)
+    return {"windows": len(windows), "object_mentions": len(mentions),
+            "hallucination_rate": hallucinated / max(len(mentions), 1),
+            "salient_objects": salient_total, "salient_recall": salient_named / max(salient_total, 1)}
+
+
+def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
+    """Model vs baselines on every time step of held-out clips that has a full horizon."""
+    collected = defaultdict(lambda: defaultdict(list))
+    for clip in clips:
+        x = torch.from_numpy(clip.tokens)[None]
+        with torch.no_grad():
+            states, _ = pipeline.model.encode(x)
+            predicted = {k: torch.sigmoid(v[0]).numpy() for k, v in pipeline.model.predict_next(states, x).items()
+                         if k != "direction"}
+        times = clip.times_sec
+        for i in np.flatnonzero(clip.valid):
+            lo, _ = frame_window(times, times[i] - PAST_SEC, times[i])
+            past = clip.frames[lo:i + 1]
+            baselines = {"persistence": persistence_baseline(past, clip.frame_size, HORIZON_SEC),
+                         "constant velocity": constant_velocity_baseline(past, clip.frame_size, HORIZON_SEC)}
+            for key in ("presence", "enter", "leave"):
+                collected["target"][key].append(getattr(clip, key)[i])
+                collected["model"][key].append(predicted[key][i])
+                for name, scores in baselines.items():
+                    collected[name][key].append(getattr(scores, key))
+    out = {}
+    target = {k: np.stack(v) for k, v in collected["target"].items()} if collected["target"] else {}
+    for name in ("model", "persistence", "constant velocity"):
+        if not target:
+            break
+        scores = {k: np.stack(v) for k, v in collected[name].items()}
+        out[name] = {"presence micro-F1": micro_f1(scores["presence"], target["presence"]),
+                     "enter AUROC": auroc(scores["enter"], target["enter"]),
+                     "leave AUROC": auroc(scores["leave"], target["leave"])}
+    out["steps"] = {"n": int(len(target.get("presence", [])))}
+    return out
+
+
+def text_heldout(pipeline: CaptionPipeline, pairs, max_videos: int = 600, seed: int = 0):
+    """Caption pseudo-detections of held-out corpus videos; references = that video's kept sentences."""
+    by_video: dict[str, list] = defaultdict(list)
+    for p in pairs:
+        by_video[f"{p.source}/{p.video_id}"].append(p)
+    keys = sorted(by_video)
+    random.Random(seed).shuffle(keys)
+    keys = keys[:max_videos]
+    rng = random.Random(seed)
+    hyps, refs, windows = {}, {}, []
+    for key in keys:
+        group = by_video[key]
+        first = group[0]
+        tokens = synthetic_tokens(first.classes, pipeline.model.cfg.embedding_dim, rng, 8, EVAL_DISTRACTORS)
+        analysed = encode_tokens(pipeline, tokens)
+        caption, _, evidence = pipeline._caption_window(analysed)
+        hyps[key] = caption
+        refs[key] = [" ".join(p.tokens) for p in group]
+        slots, feats = segment_slots(tokens, pipeline.model.cfg.embedding_dim)
+        windows.append(WindowCaption(key, 0, 0, caption, evidence.classes,
+                                     [COCO_CLASSES[c] for c in salient_classes(slots, feats)],
+                                     caption_object_mentions(caption, pipeline)))
+    return hyps, refs, windows
+
+
+def run_eval(pipeline: CaptionPipeline, clips: Sequence[ClipData], text_pairs_test, clip_references: dict[str, list[str]],
+             seed: int = 0) -> dict:
+    from .vocab import tokenize
+
+    report: dict = {}
+    val = [c for c in clips if c.split == "val" and c.name in clip_references]
+    if val:
+        hyps, refs = {}, {}
+        for clip in val:
+            analysed = encode_frames(pipeline, clip.frames, clip.frame_size)
+            hyps[clip.name] = pipeline._caption_window(analysed)[0]
+            refs[clip.name] = [" ".join(tokenize(r)) for r in clip_references[clip.name]]
+        report["val_clips"] = {"n": len(val), "metrics": caption_metrics(hyps, refs),
+                               "captions": {k: {"caption": hyps[k], "references": refs[k][:5]} for k in hyps}}
+    if text_pairs_test:
+        hyps, refs, windows = text_heldout(pipeline, text_pairs_test, seed=seed)
+        report["text_heldout"] = {"n": len(hyps), "metrics": caption_metrics(hyps, refs), **grounding_scores(windows),
+                                  "examples": [{"caption": hyps[k], "references": refs[k][:3]} for k in list(hyps)[:8]]}
+    test = [c for c in clips if c.split == "test"]
+    if test:
+        windows = real_window_captions(pipeline, test)
+        report["real_test_windows"] = grounding_scores(windows)
+        report["real_test_windows"]["examples"] = [
+            {"clip": w.clip, "start": w.start_sec, "caption": w.caption, "detected": w.detected} for w in windows[::7][:12]]
+        report["next_event"] = next_event_scores(pipeline, test)
+    return report
+
+
+def format_table(report: dict) -> str:
+    """The model card's table, as Markdown."""
+    lines = ["| evaluation set | n | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | ROUGE-L | CIDEr |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("val_clips", "captioned validation clips (human refs)"),
+                       ("text_heldout", "held-out text-derived pairs")):
+        if key in report:
+            m = report[key]["metrics"]
+            lines.append(f"| {label} | {report[key]['n']} | " + " | ".join(
+                f"{m[k]:.3f}" for k in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")) + " |")
+    lines += ["", "| grounding | windows | object mentions | hallucination rate | salient objects | salient-object recall |",
+              "|---|---|---|---|---|---|"]
+    for key, label in (("real_test_windows", "held-out real clips, 4 s windows"), ("text_heldout", "held-out text-derived pairs")):
+        if key in report:
+            g = report[key]
+            lines.append(f"| {label} | {g['windows']} | {g['object_mentions']} | {100 * g['hallucination_rate']:.1f}% | "
+                         f"{g['salient_objects']} | {100 * g['salient_recall']:.1f}% |")
+    if "next_event" in report:
+        ne = report["next_event"]
+        lines += ["", f"| next event ({HORIZON_SEC:.0f} s ahead, {ne['steps']['n']} held-out time steps) | presence micro-F1 | enter AUROC | leave AUROC |",
+                  "|---|---|---|---|"]
+        for name in ("model", "persistence", "constant velocity"):
+            if name in ne:
+                r = ne[name]
+                lines.append(f"| {name} | {r['presence micro-F1']:.3f} | {r['enter AUROC']:.3f} | {r['leave AUROC']:.3f} |")
+    return "\n".join(lines)

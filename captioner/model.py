@@ -1,0 +1,192 @@
+"""Stage 5: the LSTM encoder, the next-event head and the attention LSTM caption decoder.
+
+Shapes (B batch, T frames, F token dim, H hidden, K object slots, L caption length, V vocab):
+
+    tokens (B, T, F) -> FrameEncoder -> states (B, T, H)          unidirectional: steppable live
+    states (B, T, H) + now (B, 2C)   -> NextEventHead -> presence/enter/leave (B, T, C), direction (B, T, 5)
+    memory = [segment states (B, T, H) ; object slots (B, K, H)]
+    DecoderWithAttention(memory, words (B, L)) -> logits (B, L, V)
+
+In the manner of sgrvinod's image-captioning tutorial: soft (Bahdanau) attention over the
+memory at every word, a gate on the attended context, and an LSTMCell decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .coco import NUM_CLASSES
+from .tokens import SLOT_FEATURES, TokenLayout
+
+log = logging.getLogger(__name__)
+
+STYLE_HUMAN, STYLE_EVENTS = 0, 1  # phrasing learned from human corpora / from event templates
+NUM_DIRECTIONS = 5  # none, left, right, toward, away (see forecast.DIRECTIONS)
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = 448  # pooled YOLO feature size (64 + 128 + 256 for YOLO11n P3-P5)
+    vocab_size: int = 1000
+    hidden: int = 256
+    word_dim: int = 192
+    attention_dim: int = 192
+    dropout: float = 0.3
+    horizon_sec: float = 3.0
+    max_caption_len: int = 20
+
+    @property
+    def token_dim(self) -> int:
+        return TokenLayout(self.embedding_dim).dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FrameEncoder(nn.Module):
+    """Tokens -> LSTM states. The pooled YOLO part is layer-normalised (its scale varies by
+    layer); detection and motion parts are already in small, fixed ranges."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embedding_dim = cfg.embedding_dim
+        self.visual_norm = nn.LayerNorm(cfg.embedding_dim)
+        self.project = nn.Sequential(nn.Linear(cfg.token_dim, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        """tokens (B, T, F) -> states (B, T, H), (h, c) each (1, B, H)."""
+        visual = tokens[..., : self.embedding_dim]
+        has_visual = tokens[..., -1:]  # the flag: 0 for corpus pairs and modality-dropped windows
+        visual = self.visual_norm(visual) * has_visual
+        x = torch.cat([visual, tokens[..., self.embedding_dim:]], dim=-1)
+        return self.lstm(self.project(x), state)
+
+
+class NextEventHead(nn.Module):
+    """What happens in the next ``horizon_sec``: per-class presence, enter, leave (logits) and
+    the dominant motion direction. Presence gets a per-class skip from the current detections,
+    so the head starts from "the future looks like now" and learns the changes."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = NUM_CLASSES
+        self.mlp = nn.Sequential(nn.Linear(cfg.hidden + 2 * c, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.hidden, 3 * c + NUM_DIRECTIONS))
+        self.presence_skip = nn.Parameter(torch.full((c,), 4.0))
+
+    def forward(self, states: torch.Tensor, now: torch.Tensor) -> dict[str, torch.Tensor]:
+        """states (B, T, H); now (B, T, 2C) = current per-class confidence and log-count."""
+        c = NUM_CLASSES
+        out = self.mlp(torch.cat([states, now], dim=-1))
+        conf_now = now[..., :c]
+        return {
+            "presence": out[..., :c] + self.presence_skip * (conf_now - 0.25),
+            "enter": out[..., c:2 * c],
+            "leave": out[..., 2 * c:3 * c],
+            "direction": out[..., 3 * c:],
+        }
+
+
+class Attention(nn.Module):
+    def __init__(self, memory_dim: int, hidden: int, attention_dim: int):
+        super().__init__()
+        self.memory_proj = nn.Linear(memory_dim, attention_dim)
+        self.hidden_proj = nn.Linear(hidden, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(self, memory: torch.Tensor, memory_proj: torch.Tensor, mask: torch.Tensor, h: torch.Tensor):
+        """memory (B, M, H), memory_proj (B, M, A), mask (B, M) bool, h (B, H) -> context (B, H), alpha (B, M)."""
+        scores = self.score(torch.tanh(memory_proj + self.hidden_proj(h).unsqueeze(1))).squeeze(-1)
+        alpha = torch.softmax(scores.masked_fill(~mask, -1e4), dim=-1)
+        return (alpha.unsqueeze(-1) * memory).sum(dim=1), alpha
+
+
+class DecoderWithAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden
+        self.class_embed = nn.Embedding(NUM_CLASSES, h)
+        self.slot_proj = nn.Linear(SLOT_FEATURES, h)
+        self.style_embed = nn.Embedding(2, h)
+        self.word_embed = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=0)
+        self.attention = Attention(h, h, cfg.attention_dim)
+        self.init_h, self.init_c = nn.Linear(h, h), nn.Linear(h, h)
+        self.gate = nn.Linear(h, h)
+        self.cell = nn.LSTMCell(cfg.word_dim + h, h)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(h, cfg.vocab_size)
+
+    def memory(self, states, state_mask, slot_classes, slot_feats, slot_mask):
+        """Concatenate segment states and object slots -> memory (B, M, H), mask (B, M)."""
+        slots = self.class_embed(slot_classes) + self.slot_proj(slot_feats)
+        memory = torch.cat([states, slots], dim=1)
+        mask = torch.cat([state_mask, slot_mask], dim=1)
+        return memory, mask, self.attention.memory_proj(memory)
+
+    def init_state(self, memory, mask, style):
+        weights = mask.float().unsqueeze(-1)
+        mean = (memory * weights).sum(1) / weights.sum(1).clamp(min=1.0) + self.style_embed(style)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
+
+    def step(self, words, h, c, memory, memory_proj, mask):
+        """One word for each of B sequences: words (B,) -> logits (B, V), new (h, c), alpha (B, M)."""
+        context, alpha = self.attention(memory, memory_proj, mask, h)
+        context = torch.sigmoid(self.gate(h)) * context
+        h, c = self.cell(torch.cat([self.word_embed(words), context], dim=-1), (h, c))
+        return self.out(self.dropout(h)), h, c, alpha
+
+    def forward(self, memory, mask, memory_proj, style, captions):
+        """Teacher forcing. captions (B, L) start with <bos>; returns logits (B, L-1, V) for
+        predicting captions[:, 1:]."""
+        h, c = self.init_state(memory, mask, style)
+        logits = []
+        for t in range(captions.shape[1] - 1):
+            step_logits, h, c, _ = self.step(captions[:, t], h, c, memory, memory_proj, mask)
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)
+
+
+class CaptionModel(nn.Module):
+    """Encoder + next-event head + caption decoder. One instance serves many streams: all
+    per-stream state (LSTM h/c, tracker) lives outside, in the caller's session object."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.layout = TokenLayout(cfg.embedding_dim)
+        self.encoder = FrameEncoder(cfg)
+        self.next_head = NextEventHead(cfg)
+        self.decoder = DecoderWithAttention(cfg)
+
+    def now_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, 2C): current per-class confidence and log-count, for the next-event head."""
+        return torch.cat([tokens[..., self.layout.conf], tokens[..., self.layout.counts]], dim=-1)
+
+    def encode(self, tokens: torch.Tensor, state=None):
+        return self.encoder(tokens, state)
+
+    def predict_next(self, states: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.next_head(states, self.now_features(tokens))
+
+    def caption_loss(self, states, state_mask, slot_classes, slot_feats, slot_mask, style, captions) -> torch.Tensor:
+        memory, mask, memory_proj = self.decoder.memory(states, state_mask, slot_classes, slot_feats, slot_mask)
+        logits = self.decoder(memory, mask, memory_proj, style, captions)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), captions[:, 1:].reshape(-1), ignore_index=0)
+
+
+def next_event_loss(predicted: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy for presence/enter/leave and cross-entropy for direction, over the
+    time steps that have a full future horizon (``valid`` (B, T) bool)."""
+    if not valid.any():
+        return predicted["presence"].sum() * 0.0
+    loss = 0.0
+    for key in ("presence", "enter", "leave"):
+        loss = loss + F.binary_cross_entropy_with_logits(predicted[key][valid], targets[key][valid])
+    return loss + 0.5 * F.cross_entropy(predicted["direction"][valid], targets["direction"][valid])

@@ -1,0 +1,188 @@
+"""Frame tokens: the vector the LSTM reads for each analysed frame, and segment object slots.
+
+token = [ pooled YOLO features (D) | per-class log-count (80) | per-class max confidence (80)
+          | per-class sqrt area share (80) | per-class mean horizontal velocity (80)
+          | per-class mean size growth (80) | has-visual flag (1) ]
+
+The detection and motion parts are what a caption may be grounded in; the pooled features add
+appearance. Human-caption training pairs have no video, so their tokens are synthesised from
+pseudo-detections with the visual part zeroed and the flag at 0 (modality dropout).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .coco import CLASS_INDEX, NUM_CLASSES
+from .features import FrameFeatures
+
+C = NUM_CLASSES
+MAX_SPEED = 2.0  # frame-widths per second; faster is tracking noise
+MAX_GROWTH = 2.0  # log-area per second
+
+
+def token_dim(embedding_dim: int) -> int:
+    return embedding_dim + 5 * C + 1
+
+
+@dataclass
+class TokenLayout:
+    embedding_dim: int
+
+    @property
+    def counts(self) -> slice:
+        return slice(self.embedding_dim, self.embedding_dim + C)
+
+    @property
+    def conf(self) -> slice:
+        return slice(self.embedding_dim + C, self.embedding_dim + 2 * C)
+
+    @property
+    def area(self) -> slice:
+        return slice(self.embedding_dim + 2 * C, self.embedding_dim + 3 * C)
+
+    @property
+    def velocity(self) -> slice:
+        return slice(self.embedding_dim + 3 * C, self.embedding_dim + 4 * C)
+
+    @property
+    def growth(self) -> slice:
+        return slice(self.embedding_dim + 4 * C, self.embedding_dim + 5 * C)
+
+    @property
+    def flag(self) -> int:
+        return self.embedding_dim + 5 * C
+
+    @property
+    def dim(self) -> int:
+        return token_dim(self.embedding_dim)
+
+
+@dataclass
+class FrameTokenizer:
+    """Turns FrameFeatures into tokens, one stream at a time (it remembers where each track
+    was in the previous frame to measure motion). Create one per video / live session."""
+
+    frame_size: tuple[int, int]  # (width, height) in pixels
+    embedding_dim: int
+    _last: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # track -> (t, cx, log area)
+
+    def __call__(self, frame: FrameFeatures) -> np.ndarray:
+        layout = TokenLayout(self.embedding_dim)
+        token = np.zeros(layout.dim, np.float32)
+        token[: self.embedding_dim] = frame.embedding
+        token[layout.flag] = 1.0
+        width, height = self.frame_size
+        d = frame.detections
+        if len(d):
+            cls = d.class_id.astype(int)
+            counts = np.bincount(cls, minlength=C)[:C]
+            token[layout.counts] = np.log1p(counts)
+            np.maximum.at(token[layout.conf], cls, d.confidence)
+            box = d.box_xyxy
+            areas = np.clip((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]) / float(width * height), 0, 1)
+            area_sum = np.bincount(cls, weights=areas, minlength=C)[:C]
+            token[layout.area] = np.sqrt(np.clip(area_sum, 0, 1))
+        velocity_sum, growth_sum, moving = np.zeros(C), np.zeros(C), np.zeros(C)
+        seen: dict[int, tuple[float, float, float]] = {}
+        for box, c, tid in zip(d.box_xyxy, d.class_id, d.track_id):
+            if tid < 0:
+                continue
+            cx = float(box[0] + box[2]) / 2 / width
+            log_area = math.log(max(float((box[2] - box[0]) * (box[3] - box[1])), 1.0) / (width * height))
+            seen[int(tid)] = (frame.t_sec, cx, log_area)
+            if int(tid) in self._last:
+                t0, cx0, la0 = self._last[int(tid)]
+                dt = frame.t_sec - t0
+                if dt > 1e-3:
+                    velocity_sum[c] += np.clip((cx - cx0) / dt, -MAX_SPEED, MAX_SPEED)
+                    growth_sum[c] += np.clip((log_area - la0) / dt, -MAX_GROWTH, MAX_GROWTH)
+                    moving[c] += 1
+        self._last = seen
+        has = moving > 0
+        token[layout.velocity][has] = (velocity_sum[has] / moving[has]).astype(np.float32)
+        token[layout.growth][has] = (growth_sum[has] / moving[has]).astype(np.float32)
+        return token
+
+
+def tokens_for_frames(frames: list[FrameFeatures], frame_size: tuple[int, int], embedding_dim: int) -> np.ndarray:
+    """(T, token_dim) for a whole clip, in order."""
+    tokenizer = FrameTokenizer(frame_size, embedding_dim)
+    if not frames:
+        return np.zeros((0, token_dim(embedding_dim)), np.float32)
+    return np.stack([tokenizer(f) for f in frames])
+
+
+# ---- object slots: one per class seen in a segment; the decoder attends over them -----------
+
+SLOT_FEATURES = 4  # log1p(mean count when present), max confidence, mean sqrt area, share of frames present
+
+
+def segment_slots(tokens: np.ndarray, embedding_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slots from a segment's tokens (T, token_dim) -> (class_ids (K,), features (K, 4)),
+    ordered by salience (share of frames x area x confidence), most salient first."""
+    layout = TokenLayout(embedding_dim)
+    counts = np.expm1(tokens[:, layout.counts])  # (T, C)
+    present = counts > 0.5
+    share = present.mean(axis=0) if len(tokens) else np.zeros(C)
+    classes = np.flatnonzero(share > 0)
+    if len(classes) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, SLOT_FEATURES), np.float32)
+    conf = tokens[:, layout.conf].max(axis=0)
+    area = tokens[:, layout.area]
+    mean_count = np.array([counts[present[:, c], c].mean() for c in classes])
+    mean_area = np.array([area[present[:, c], c].mean() for c in classes])
+    feats = np.stack([np.log1p(mean_count), conf[classes], mean_area, share[classes]], axis=1).astype(np.float32)
+    salience = share[classes] * (mean_area + 0.05) * conf[classes]
+    order = np.argsort(-salience, kind="stable")
+    return classes[order].astype(np.int64), feats[order]
+
+
+def salient_classes(class_ids: np.ndarray, slot_features: np.ndarray, max_classes: int = 2,
+                    min_share: float = 0.5, min_conf: float = 0.5) -> list[int]:
+    """The objects a good caption should name: seen in at least half the segment's frames with a
+    confident detection, the top ``max_classes`` by salience (slots are already ordered)."""
+    keep = [int(c) for c, f in zip(class_ids, slot_features) if f[3] >= min_share and f[1] >= min_conf]
+    return keep[:max_classes]
+
+
+# ---- synthetic tokens for caption-corpus pairs (no video) ------------------------------------
+
+def synthetic_tokens(classes: dict[str, int], embedding_dim: int, rng: random.Random, num_frames: int = 8,
+                     distractor_pool: list[str] | None = None) -> np.ndarray:
+    """Pseudo-detections for a sentence that mentions ``classes`` (name -> count).
+
+    Noise is only *added* (extra low-salience distractor classes, jittered counts/confidence,
+    brief drop-outs) and never removes a mentioned class from most frames, so the decoder is
+    never taught to name an object the detector did not see.
+    """
+    layout = TokenLayout(embedding_dim)
+    tokens = np.zeros((num_frames, layout.dim), np.float32)  # visual part zero, flag 0
+    for name, count in classes.items():
+        c = CLASS_INDEX[name]
+        conf = rng.uniform(0.45, 0.95)
+        area = rng.uniform(0.03, 0.35) if name == "person" else rng.uniform(0.01, 0.25)
+        drop = rng.uniform(0.0, 0.2)
+        for t in range(num_frames):
+            if t > 0 and rng.random() < drop:
+                continue  # detector flicker
+            n = max(1, count + (rng.choice((-1, 0, 0, 1)) if count > 1 else 0))
+            tokens[t, layout.counts.start + c] = math.log1p(n)
+            tokens[t, layout.conf.start + c] = float(np.clip(conf + rng.gauss(0, 0.05), 0.25, 1.0))
+            tokens[t, layout.area.start + c] = math.sqrt(min(1.0, area * n ** 0.5 * rng.uniform(0.8, 1.2)))
+            tokens[t, layout.velocity.start + c] = rng.gauss(0, 0.05)
+            tokens[t, layout.growth.start + c] = rng.gauss(0, 0.05)
+    pool = [p for p in (distractor_pool or []) if p not in classes]
+    for name in rng.sample(pool, k=min(len(pool), rng.choice((0, 0, 1, 1, 2)))):
+        c = CLASS_INDEX[name]
+        conf = rng.uniform(0.25, 0.5)
+        for t in range(num_frames):
+            if rng.random() < 0.5:
+                tokens[t, layout.counts.start + c] = math.log1p(1)
+                tokens[t, layout.conf.start + c] = conf
+                tokens[t, layout.area.start + c] = math.sqrt(rng.uniform(0.001, 0.02))
+    return tokens

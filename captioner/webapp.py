@@ -1,0 +1,494 @@
+"""The Gradio 6 web app: three tabs over caption pipelines that are loaded once.
+
+- **Upload**: a video in; out come the annotated video (boxes, track ids, caption banner) with
+  the captions as a subtitle track, a timeline table and json/srt/vtt downloads.
+- **Live**: webcam frames streamed to ``LiveSession.push``; each session keeps its own
+  ``LiveSession`` (tracker + LSTM state) in ``gr.State``, so two browser tabs never share one.
+- **Batch**: several videos in, one zip of every output format out, and a per-file status table
+  (a file that fails is listed with its error; the others are still processed).
+
+``create_app(model, live_model)`` builds the ``gr.Blocks`` (tests call it with models they have
+already loaded); ``launch(demo, ...)`` starts it with the page's CSS and allowed paths. Every
+request writes into its own temporary directory, each file atomically.
+
+Models are not thread-safe (Ultralytics' predictor and our feature hooks keep per-call state on
+the model object), so each pipeline is guarded by a lock: the queue may run several events at
+once, and whatever does not need the model (writing files, encoding the annotated video) runs
+outside the lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import zipfile
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from .annotate import draw_annotations, render_annotated_video
+from .errors import CaptionerError, VideoError
+from .pipeline import CaptionPipeline, LiveSession
+from .result import Result
+from .video import DEFAULT_ANALYSIS_FPS, VIDEO_EXTENSIONS
+from .writers import WRITERS, get_writer, write_files_atomically
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_VIDEO_TYPES: list[str] = list(VIDEO_EXTENSIONS)  # file_types for uploads
+DOWNLOAD_FORMATS = ("json", "srt", "vtt")  # offered beside the upload result
+BATCH_FORMATS = tuple(WRITERS)  # json, srt, vtt, txt, tsv per video in the zip
+TIMELINE_HEADERS = ["start (s)", "end (s)", "caption", "what happens next", "confidence"]
+BATCH_HEADERS = ["file", "status", "segments", "duration (s)", "details"]
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAMPLES_DIR = REPO / "samples"
+PROGRESS_ANALYSIS_SHARE = 0.7  # of the upload progress bar; rendering the video takes the rest
+
+
+@dataclass
+class AppConfig:
+    """Settings of one app instance (the launch flags that are not about the server)."""
+
+    fps: float = DEFAULT_ANALYSIS_FPS  # analysis frames per second for uploads and batches
+    window_sec: float = 4.0  # caption segment length
+    live_stream_every_sec: float = 0.08  # how often the browser sends a webcam frame (12.5 fps at most)
+    live_time_limit_sec: int = 600  # one live stream runs at most this long, then press start again
+    live_caption_every_sec: float = 1.0
+    upload_concurrency: int = 2  # uploads processed at once (the model itself is used by one at a time)
+    batch_concurrency: int = 1
+    live_concurrency: int = 2
+    max_batch_files: int = 20
+    work_dir: Path | None = None  # per-request directories go here (default: a new temp dir)
+    keep_outputs_sec: float = 3600.0  # request directories older than this are removed
+    samples_dir: Path | None = DEFAULT_SAMPLES_DIR
+
+
+class GuardedModel:
+    """A pipeline and the lock that makes one caller at a time use it."""
+
+    def __init__(self, model: CaptionPipeline, lock: threading.Lock | None = None):
+        self.model = model
+        self.lock = lock or threading.Lock()
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def readable_error(exc: BaseException, path: str | os.PathLike | None = None, name: str | None = None) -> str:
+    """An exception's message with the server-side temp path replaced by the uploaded file's name."""
+    message = str(exc).strip() or type(exc).__name__
+    if path is not None and name:
+        for spelling in {str(path), str(Path(path).resolve())}:
+            message = message.replace(spelling, name)
+    if not isinstance(exc, CaptionerError):
+        message = f"{name + ': ' if name and name not in message else ''}could not be processed ({type(exc).__name__}: {message})"
+    return message
+
+
+def check_video_name(path: Path, name: str) -> None:
+    """Accept only the video types we read; the message says which ones."""
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        kind = f"a '{path.suffix}' file" if path.suffix else "a file without an extension"
+        raise VideoError(f"{name} is {kind}, not a video; accepted types: {', '.join(VIDEO_EXTENSIONS)}")
+
+
+def unique_stem(name: str, used: set[str]) -> str:
+    stem = Path(name).stem.strip() or "video"
+    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in stem)[:120] or "video"
+    candidate, n = stem, 2
+    while candidate.lower() in used:
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate.lower())
+    return candidate
+
+
+def timeline_rows(result: Result) -> list[list[Any]]:
+    return [[round(s.start, 2), round(s.end, 2), s.caption, s.next_text, round(float(s.confidence), 3)]
+            for s in result.segments]
+
+
+def player_vtt(vtt_text: str) -> str:
+    """The downloadable VTT with every cue moved near the top of the picture (``line:10%``, below
+    the player's label), so the subtitle track does not cover the caption banner burnt into the
+    annotated video."""
+    lines = []
+    for line in vtt_text.split("\n"):
+        if "-->" in line and "line:" not in line:
+            line = f"{line} line:10%"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _original_name(path: Path) -> str:
+    return path.name
+
+
+# ------------------------------------------------------------------------------------------------
+# live state
+
+
+@dataclass
+class LiveState:
+    """Everything one browser session's live stream remembers (kept in ``gr.State``)."""
+
+    session: LiveSession | None = None
+    frame_size: tuple[int, int] | None = None
+    t0: float = 0.0
+    frames: int = 0
+    server_ms: deque = field(default_factory=lambda: deque(maxlen=60))
+    arrivals: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic seconds
+
+    def stats(self) -> dict[str, float]:
+        median_ms = statistics.median(self.server_ms) if self.server_ms else 0.0
+        fps = 0.0
+        if len(self.arrivals) >= 2 and self.arrivals[-1] > self.arrivals[0]:
+            fps = (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
+        return {"frames": self.frames, "median_ms": median_ms, "last_ms": self.server_ms[-1] if self.server_ms else 0.0,
+                "fps": fps}
+
+    def stats_text(self) -> str:
+        s = self.stats()
+        return (f"server {s['median_ms']:.0f} ms/frame (median of last {len(self.server_ms)}), "
+                f"last {s['last_ms']:.0f} ms | {s['fps']:.1f} fps | {s['frames']} frames")
+
+
+# ------------------------------------------------------------------------------------------------
+# the app
+
+
+class CaptionApp:
+    """The request handlers; one instance per ``gr.Blocks``."""
+
+    def __init__(self, model: CaptionPipeline, live_model: CaptionPipeline | None = None,
+                 config: AppConfig | None = None):
+        self.config = config or AppConfig()
+        self.upload = GuardedModel(model)
+        if live_model is None or live_model is model:
+            self.live = self.upload  # one model: share its lock too
+        else:
+            self.live = GuardedModel(live_model)
+        if self.config.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="captioner-webapp-"))
+            atexit.register(shutil.rmtree, self.work_dir, True)
+        else:
+            self.work_dir = Path(self.config.work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- per-request directories ----------------------------------------------------------------
+
+    def request_dir(self, kind: str) -> Path:
+        self._sweep()
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=self.work_dir))
+
+    def _sweep(self) -> None:
+        """Remove request directories older than ``keep_outputs_sec`` (Gradio has its own copies)."""
+        cutoff = time.time() - self.config.keep_outputs_sec
+        for child in self.work_dir.iterdir():
+            try:
+                if child.is_dir() and child.stat().st_mtime < cutoff:
+                    shutil.rmtree(child, ignore_errors=True)
+            except OSError:
+                pass
+
+    # ---- upload -----------------------------------------------------------------------------
+
+    def _caption(self, path: Path, progress: Callable[[int, int], None] | None) -> Result:
+        with self.upload.lock:
+            return self.upload.model.caption(path, fps=self.config.fps, window_sec=self.config.window_sec,
+                                             progress=progress, keep_detections=True)
+
+    def caption_upload(self, video: str | None, progress=gr.Progress()):
+        """Upload tab: (annotated video with subtitles, timeline rows, [json, srt, vtt], summary)."""
+        if not video:
+            raise gr.Error("Choose a video file first (drop it on the box or click to browse).")
+        path = Path(video)
+        name = _original_name(path)
+        started = time.perf_counter()
+        try:
+            check_video_name(path, name)
+            out_dir = self.request_dir("upload")
+            stem = unique_stem(name, set())
+            progress(0.0, desc="Waiting for the model")
+
+            def on_frames(done: int, total: int) -> None:
+                if total > 0:
+                    progress(PROGRESS_ANALYSIS_SHARE * min(done / total, 1.0), desc="Analysing frames")
+
+            result = self._caption(path, on_frames)
+            result.video.path = name  # the upload's name, not the server's temp path
+            written = get_writer("all", out_dir)(result, out_dir / f"{stem}.mp4")
+            by_ext = {p.suffix.lstrip("."): p for p in written}
+            player_track = out_dir / f"{stem}.player.vtt"
+            write_files_atomically({player_track: player_vtt(by_ext["vtt"].read_text(encoding="utf-8"))})
+
+            def on_render(done: int, total: int) -> None:
+                if total > 0:
+                    progress(PROGRESS_ANALYSIS_SHARE + (1 - PROGRESS_ANALYSIS_SHARE) * min(done / total, 1.0),
+                             desc="Drawing the annotated video")
+
+            annotated = render_annotated_video(path, out_dir / f"{stem}.annotated.mp4", result,
+                                               result.frame_detections, progress=on_render)
+        except gr.Error:
+            raise
+        except CaptionerError as exc:
+            log.info("upload %s refused: %s", name, exc)
+            raise gr.Error(readable_error(exc, path, name), title="Cannot caption this file",
+                           print_exception=False) from None
+        except Exception as exc:  # keep serving whatever went wrong; the log has the traceback
+            log.exception("upload %s failed", name)
+            raise gr.Error(readable_error(exc, path, name), title="Captioning failed", print_exception=False) from None
+        elapsed = time.perf_counter() - started
+        meta = result.video
+        summary = (f"**{name}**: {meta.duration_sec:.1f} s, {meta.width}x{meta.height}, "
+                   f"{len(result.segments)} segment(s); analysed at {self.config.fps:g} fps in {elapsed:.1f} s.")
+        return (gr.Video(value=str(annotated), subtitles=str(player_track)), timeline_rows(result),
+                [str(by_ext[f]) for f in DOWNLOAD_FORMATS], summary)
+
+    # ---- batch ------------------------------------------------------------------------------
+
+    def caption_batch(self, files: list[str] | None, progress=gr.Progress()):
+        """Batch tab: (zip of all outputs, status rows, summary)."""
+        if not files:
+            raise gr.Error("Add one or more video files first.")
+        if len(files) > self.config.max_batch_files:
+            raise gr.Error(f"{len(files)} files given; at most {self.config.max_batch_files} per batch.")
+        request = self.request_dir("batch")
+        out_dir = request / "captions"
+        out_dir.mkdir()
+        rows: list[list[Any]] = []
+        used: set[str] = set()
+        archive_files: list[Path] = []
+        n = len(files)
+        for i, item in enumerate(files):
+            path = Path(item if isinstance(item, (str, os.PathLike)) else getattr(item, "name", str(item)))
+            name = _original_name(path)
+            progress(i / n, desc=f"{name} ({i + 1}/{n})")
+            try:
+                check_video_name(path, name)
+
+                def on_frames(done: int, total: int, i=i, name=name) -> None:
+                    if total > 0:
+                        progress((i + min(done / total, 1.0)) / n, desc=f"{name} ({i + 1}/{n})")
+
+                result = self._caption(path, on_frames)
+                result.video.path = name
+                result.frame_detections = []  # type: ignore[attr-defined]  # not needed here
+                stem = unique_stem(name, used)
+                written = get_writer("all", out_dir)(result, out_dir / f"{stem}.mp4")
+                archive_files += written
+                first = result.segments[0].caption if result.segments else ""
+                rows.append([name, "ok", len(result.segments), round(result.video.duration_sec, 2),
+                             f"{stem}.{{{','.join(p.suffix.lstrip('.') for p in written)}}}; first caption: {first}"])
+            except CaptionerError as exc:
+                log.info("batch file %s failed: %s", name, exc)
+                rows.append([name, "failed", 0, None, readable_error(exc, path, name)])
+            except Exception as exc:
+                log.exception("batch file %s failed", name)
+                rows.append([name, "failed", 0, None, readable_error(exc, path, name)])
+        status = out_dir / "status.tsv"
+        write_files_atomically({status: "\t".join(BATCH_HEADERS) + "\n" + "".join(
+            "\t".join("" if v is None else " ".join(str(v).split()) for v in row) + "\n" for row in rows)})
+        archive_files.append(status)
+        zip_path = write_zip(request / "captions.zip", archive_files, out_dir)
+        ok = sum(1 for r in rows if r[1] == "ok")
+        progress(1.0, desc="Done")
+        summary = f"{ok} of {n} file(s) captioned" + (f"; {n - ok} failed (see the table)." if ok < n else ".")
+        return str(zip_path), rows, summary
+
+    # ---- live -------------------------------------------------------------------------------
+
+    def live_step(self, image_rgb: np.ndarray | None, state: LiveState | None):
+        """Live tab, one webcam frame: (annotated frame, caption, next event, stats, state)."""
+        arrived = time.monotonic()
+        if image_rgb is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
+        start = time.perf_counter()
+        if state is None:
+            state = LiveState()
+        image_bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb[..., :3]), cv2.COLOR_RGB2BGR)
+        size = (image_bgr.shape[1], image_bgr.shape[0])
+        if state.session is None or state.frame_size != size:  # first frame, or the camera changed
+            state.session = self.live.model.new_session(
+                size, fps=1.0 / self.config.live_stream_every_sec, window_sec=self.config.window_sec,
+                caption_every_sec=self.config.live_caption_every_sec)
+            state.frame_size, state.t0 = size, arrived
+        try:
+            with self.live.lock:
+                update = state.session.push(image_bgr, arrived - state.t0)
+        except CaptionerError as exc:
+            raise gr.Error(str(exc), title="Live captioning stopped", print_exception=False) from None
+        next_text = update.next[0].text if update.next else ""
+        annotated = draw_annotations(image_bgr, update.detections, update.caption, next_text)
+        annotated_rgb = cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB)
+        state.frames += 1
+        state.arrivals.append(arrived)
+        state.server_ms.append((time.perf_counter() - start) * 1000.0)
+        next_lines = "\n".join(e.text for e in update.next[:3])
+        return annotated_rgb, update.caption, next_lines, state.stats_text(), state
+
+    def live_reset(self):
+        """A fresh live state (the 'clear' of the webcam, or a new stream)."""
+        return None, "", "", "", None
+
+
+def write_zip(zip_path: Path, files: list[Path], root: Path) -> Path:
+    """Zip ``files`` (names relative to ``root``) into ``zip_path`` atomically."""
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, path.relative_to(root).as_posix())
+        os.replace(tmp, zip_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return zip_path
+
+
+# ------------------------------------------------------------------------------------------------
+# page
+
+
+CAMERA_CHECK_JS = """
+async () => {
+  const secure = window.isSecureContext;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return secure
+      ? "**No camera API in this browser.** The Live tab needs a browser with camera access (navigator.mediaDevices)."
+      : "**Camera unavailable: this page is not a secure context.** Browsers only allow the camera on https:// or http://localhost; open the app there (or launch it with --share).";
+  }
+  try {
+    if (navigator.permissions && navigator.permissions.query) {
+      const p = await navigator.permissions.query({name: "camera"});
+      if (p.state === "denied") {
+        return "**Camera permission is denied for this site.** Allow the camera in the browser's site settings, then reload the page.";
+      }
+    }
+  } catch (e) { /* some browsers do not know the 'camera' permission name */ }
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    if (!devices.some(d => d.kind === "videoinput")) {
+      return "**No camera found.** Connect a webcam and reload the page.";
+    }
+  } catch (e) {}
+  return "Camera available. Click the webcam box, allow access if asked, then press the record button to start; press it again to stop.";
+}
+"""
+
+PAGE_CSS = """
+#live-stats textarea, #live-stats input { font-family: ui-monospace, monospace; }
+"""
+
+
+def sample_examples(samples_dir: Path | None) -> list[list[str]]:
+    """Sample clips for the Upload tab's examples (an empty list when there are none yet)."""
+    if samples_dir is None or not Path(samples_dir).is_dir():
+        return []
+    clips = sorted(p for p in Path(samples_dir).iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return [[str(p)] for p in clips[:8]]
+
+
+def create_app(model: CaptionPipeline, live_model: CaptionPipeline | None = None, *,
+               config: AppConfig | None = None) -> gr.Blocks:
+    """Build the Blocks over already-loaded pipelines (``live_model`` e.g. at imgsz 320)."""
+    app = CaptionApp(model, live_model, config)
+    cfg = app.config
+    with gr.Blocks(title="captioner", analytics_enabled=False, delete_cache=(900, 3600)) as demo:
+        gr.Markdown("# captioner\nCaptions for video, with a forecast of what happens next. "
+                    "One YOLO pass per frame gives boxes, track ids and features; an LSTM writes the captions.")
+        with gr.Tabs():
+            with gr.Tab("Upload", id="upload"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        video_in = gr.Video(label="Video", sources=["upload"], elem_id="upload-video")
+                        run = gr.Button("Caption video", variant="primary", elem_id="upload-run")
+                        examples = sample_examples(cfg.samples_dir)
+                        if examples:
+                            gr.Examples(examples=examples, inputs=[video_in], label="Sample clips", elem_id="upload-examples")
+                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}. Analysed at {cfg.fps:g} frames/s "
+                                    f"in {cfg.window_sec:g} s segments.")
+                    with gr.Column(scale=1):
+                        video_out = gr.Video(label="Annotated video (captions as subtitles)", interactive=False,
+                                             elem_id="upload-annotated")
+                        summary = gr.Markdown(elem_id="upload-summary")
+                timeline = gr.Dataframe(headers=TIMELINE_HEADERS, datatype=["number", "number", "str", "str", "number"],
+                                        type="array", label="Timeline", interactive=False, wrap=True,
+                                        column_widths=["8%", "8%", "42%", "32%", "10%"], elem_id="upload-timeline")
+                downloads = gr.File(label="Downloads (json, srt, vtt)", file_count="multiple", interactive=False,
+                                    elem_id="upload-files")
+                run.click(app.caption_upload, inputs=[video_in], outputs=[video_out, timeline, downloads, summary],
+                          api_name="caption", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
+
+            with gr.Tab("Live", id="live"):
+                camera_note = gr.Markdown("Checking for a camera...", elem_id="camera-note")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                                          webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-webcam")
+                    with gr.Column(scale=1):
+                        live_out = gr.Image(label="Annotated (boxes, track ids, caption)", format="jpeg",
+                                            interactive=False, elem_id="live-annotated")
+                with gr.Row():
+                    live_caption = gr.Textbox(label="Caption now", interactive=False, elem_id="live-caption")
+                    live_next = gr.Textbox(label="What happens next", lines=2, interactive=False, elem_id="live-next")
+                live_stats = gr.Textbox(label="Speed (server time per frame, frames per second)", interactive=False,
+                                        elem_id="live-stats")
+                gr.Markdown(f"Frames go to the server every {cfg.live_stream_every_sec:g} s; a stream stops after "
+                            f"{cfg.live_time_limit_sec} s (press start again to continue). Each browser tab keeps "
+                            "its own tracker and caption state.")
+                live_state = gr.State(None)
+                webcam.stream(app.live_step, inputs=[webcam, live_state],
+                              outputs=[live_out, live_caption, live_next, live_stats, live_state],
+                              stream_every=cfg.live_stream_every_sec, time_limit=cfg.live_time_limit_sec,
+                              concurrency_limit=cfg.live_concurrency, concurrency_id="live", api_name="live",
+                              show_progress="hidden")
+                webcam.clear(app.live_reset, outputs=[live_out, live_caption, live_next, live_stats, live_state],
+                             api_visibility="private")
+
+            with gr.Tab("Batch", id="batch"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        batch_in = gr.File(label="Videos", file_count="multiple", file_types=ACCEPTED_VIDEO_TYPES,
+                                           type="filepath", elem_id="batch-files")
+                        batch_run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
+                        gr.Markdown(f"Up to {cfg.max_batch_files} files. The zip holds "
+                                    f"{', '.join(BATCH_FORMATS)} for each video and status.tsv.")
+                    with gr.Column(scale=1):
+                        batch_zip = gr.File(label="All outputs (zip)", interactive=False, elem_id="batch-zip")
+                        batch_summary = gr.Markdown(elem_id="batch-summary")
+                batch_table = gr.Dataframe(headers=BATCH_HEADERS, datatype=["str", "str", "number", "number", "str"],
+                                           type="array", label="Status per file", interactive=False, wrap=True,
+                                           column_widths=["20%", "8%", "10%", "12%", "50%"], elem_id="batch-status")
+                batch_run.click(app.caption_batch, inputs=[batch_in], outputs=[batch_zip, batch_table, batch_summary],
+                                api_name="batch", concurrency_limit=cfg.batch_concurrency, concurrency_id="batch")
+
+        demo.load(None, None, [camera_note], js=CAMERA_CHECK_JS)
+    demo.caption_app = app  # type: ignore[attr-defined]  # for tests and launch()
+    return demo
+
+
+def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+           max_upload_mb: float = 500, auth: tuple[str, str] | None = None, concurrency: int = 2,
+           queue_size: int | None = 64, prevent_thread_lock: bool = False, quiet: bool = False):
+    """Queue with a concurrency limit and start the server (returns what ``Blocks.launch`` returns)."""
+    app: CaptionApp | None = getattr(demo, "caption_app", None)
+    allowed = [str(app.work_dir)] if app else []
+    if app and app.config.samples_dir is not None and Path(app.config.samples_dir).is_dir():
+        allowed.append(str(app.config.samples_dir))
+    demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
+                       max_file_size=int(max_upload_mb * 1024 * 1024) if max_upload_mb else None,
+                       allowed_paths=allowed, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
+                       show_error=True, css=PAGE_CSS, footer_links=["api", "gradio", "settings"])
