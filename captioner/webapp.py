@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import shutil
 import statistics
@@ -106,8 +105,9 @@ def check_video_name(path: Path, name: str) -> None:
 
 
 def unique_stem(name: str, used: set[str]) -> str:
-    stem = Path(name).stem.strip() or "video"
-    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in stem)[:120] or "video"
+    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``)."""
+    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
+    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
     candidate, n = stem, 2
     while candidate.lower() in used:
         candidate, n = f"{stem}-{n}", n + 1
@@ -130,10 +130,6 @@ def player_vtt(vtt_text: str) -> str:
             line = f"{line} line:10%"
         lines.append(line)
     return "\n".join(lines)
-
-
-def _original_name(path: Path) -> str:
-    return path.name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ class CaptionApp:
         if not video:
             raise gr.Error("Choose a video file first (drop it on the box or click to browse).")
         path = Path(video)
-        name = _original_name(path)
+        name = path.name
         started = time.perf_counter()
         try:
             check_video_name(path, name)
@@ -274,7 +270,7 @@ class CaptionApp:
         n = len(files)
         for i, item in enumerate(files):
             path = Path(item if isinstance(item, (str, os.PathLike)) else getattr(item, "name", str(item)))
-            name = _original_name(path)
+            name = path.name
             progress(i / n, desc=f"{name} ({i + 1}/{n})")
             try:
                 check_video_name(path, name)
@@ -318,6 +314,8 @@ class CaptionApp:
         start = time.perf_counter()
         if state is None:
             state = LiveState()
+        if image_rgb.ndim == 2:
+            image_rgb = cv2.cvtColor(image_rgb, cv2.COLOR_GRAY2RGB)
         image_bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb[..., :3]), cv2.COLOR_RGB2BGR)
         size = (image_bgr.shape[1], image_bgr.shape[0])
         if state.session is None or state.frame_size != size:  # first frame, or the camera changed

@@ -1,0 +1,80 @@
+"""captioner web app (Gradio 6): upload a video, caption a webcam live, or caption a batch.
+
+    python app.py                              # http://127.0.0.1:7860
+    python app.py --host 0.0.0.0 --port 8080 --auth user:secret --max-upload-mb 200
+
+The models load once at start-up: one pipeline for uploads and batches (``--imgsz``, default
+640) and one at ``--live-imgsz`` (default 320) for the live webcam tab. The page itself is built
+by ``captioner.webapp.create_app``, which tests call with models they have already loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from captioner.errors import CaptionerError
+from captioner.webapp import DEFAULT_SAMPLES_DIR, AppConfig, create_app, launch
+
+log = logging.getLogger("captioner.app")
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("--auth must be USER:PASSWORD")
+    return user, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link")
+    p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASSWORD", help="require this login")
+    p.add_argument("--max-upload-mb", type=float, default=500, help="largest accepted upload")
+    p.add_argument("--concurrency", type=int, default=2, help="default number of events the queue runs at once")
+    p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue")
+    p.add_argument("--yolo-weights", default=None, help="YOLO weights (None: $CAPTIONER_YOLO_WEIGHTS, else weights/yolo*.pt)")
+    p.add_argument("--weights", default=None, help="caption model (None: $CAPTIONER_WEIGHTS, else weights/captioner.pt)")
+    p.add_argument("--imgsz", type=int, default=640, help="YOLO input size for uploads and batches")
+    p.add_argument("--live-imgsz", type=int, default=320, help="YOLO input size for the live webcam tab")
+    p.add_argument("--device", default=None, help="torch device (None: cuda if available, else cpu)")
+    p.add_argument("--fps", type=float, default=4.0, help="analysis frames per second for uploads")
+    p.add_argument("--window", type=float, default=4.0, help="caption segment length in seconds")
+    p.add_argument("--live-every", type=float, default=0.08, help="seconds between webcam frames sent to the server")
+    p.add_argument("--live-time-limit", type=int, default=600, help="seconds one live stream may run")
+    p.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES_DIR, help="folder of example clips")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_upload_mb <= 0:
+        parser.error("--max-upload-mb must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from captioner.pipeline import load_model
+
+    try:
+        log.info("loading models (imgsz %d for uploads, %d for live)", args.imgsz, args.live_imgsz)
+        model = load_model(args.yolo_weights, args.weights, imgsz=args.imgsz, device=args.device)
+        live_model = model if args.live_imgsz == args.imgsz else load_model(
+            args.yolo_weights, args.weights, imgsz=args.live_imgsz, device=args.device)
+    except CaptionerError as exc:
+        print(f"captioner app: {exc}", file=sys.stderr)
+        return 2
+    config = AppConfig(fps=args.fps, window_sec=args.window, live_stream_every_sec=args.live_every,
+                       live_time_limit_sec=args.live_time_limit, samples_dir=args.samples)
+    demo = create_app(model, live_model, config=config)
+    launch(demo, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
+           auth=args.auth, concurrency=args.concurrency, queue_size=args.queue_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
