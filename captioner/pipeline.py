@@ -176,6 +176,8 @@ class CaptionPipeline:
                 window.append(self._encode(state, frame))
                 if keep_detections:
                     frame_detections.append((frame.t_sec, frame.detections))
+            if progress:
+                progress(info.frame_count, info.frame_count)  # skipped tail frames count as done
             if window:
                 end = max(info.duration_sec, window[-1].t_sec + 1.0 / fps)
                 segments.append(self._segment(window, window_start, min(end, window_start + window_sec)))
