@@ -68,25 +68,37 @@ class FrameEncoder(nn.Module):
         return self.lstm(self.project(x), state)
 
 
+RECENT_FRAMES = 4  # "now" for the forecast: about the last second at the 4 fps analysis rate
+
+
+def recent_share(present: torch.Tensor, frames: int = RECENT_FRAMES) -> torch.Tensor:
+    """Causal share of the last ``frames`` steps in which each class was seen: (B, T, C) -> (B, T, C).
+    Detectors flicker; this is the statistic the persistence baseline forecasts from."""
+    total = present.cumsum(dim=1)
+    before = torch.cat([torch.zeros_like(total[:, :frames]), total[:, :-frames]], dim=1)[:, : total.shape[1]]
+    steps = torch.arange(1, total.shape[1] + 1, device=present.device).clamp(max=frames)
+    return (total - before) / steps[None, :, None]
+
+
 class NextEventHead(nn.Module):
     """What happens in the next ``horizon_sec``: per-class presence, enter, leave (logits) and
-    the dominant motion direction. Presence gets a per-class skip from the current detections,
-    so the head starts from "the future looks like now" and learns the changes."""
+    the dominant motion direction. Presence gets a per-class skip from the recent presence
+    share, so the head starts from "the future looks like the last second" and learns changes."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = NUM_CLASSES
-        self.mlp = nn.Sequential(nn.Linear(cfg.hidden + 2 * c, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+        self.mlp = nn.Sequential(nn.Linear(cfg.hidden + 3 * c, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
                                  nn.Linear(cfg.hidden, 3 * c + NUM_DIRECTIONS))
-        self.presence_skip = nn.Parameter(torch.full((c,), 4.0))
+        self.presence_skip = nn.Parameter(torch.full((c,), 6.0))
 
     def forward(self, states: torch.Tensor, now: torch.Tensor) -> dict[str, torch.Tensor]:
-        """states (B, T, H); now (B, T, 2C) = current per-class confidence and log-count."""
+        """states (B, T, H); now (B, T, 3C) = per-class confidence, log-count and recent share."""
         c = NUM_CLASSES
         out = self.mlp(torch.cat([states, now], dim=-1))
-        conf_now = now[..., :c]
+        share = now[..., 2 * c:]
         return {
-            "presence": out[..., :c] + self.presence_skip * (conf_now - 0.25),
+            "presence": out[..., :c] + self.presence_skip * (share - 0.5),
             "enter": out[..., c:2 * c],
             "leave": out[..., 2 * c:3 * c],
             "direction": out[..., 3 * c:],
@@ -166,8 +178,10 @@ class CaptionModel(nn.Module):
         self.decoder = DecoderWithAttention(cfg)
 
     def now_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, T, 2C): current per-class confidence and log-count, for the next-event head."""
-        return torch.cat([tokens[..., self.layout.conf], tokens[..., self.layout.counts]], dim=-1)
+        """(B, T, 3C): current per-class confidence and log-count, and the share of the recent
+        frames each class was seen in, for the next-event head."""
+        counts = tokens[..., self.layout.counts]
+        return torch.cat([tokens[..., self.layout.conf], counts, recent_share((counts > 0).float())], dim=-1)
 
     def encode(self, tokens: torch.Tensor, state=None):
         return self.encoder(tokens, state)

@@ -24,7 +24,7 @@ from .decoding import beam_search, forecast_events
 from .errors import OptionsError
 from .features import FrameFeatures, analyse_frames
 from .forecast import DIRECTIONS
-from .model import STYLE_EVENTS, STYLE_HUMAN
+from .model import RECENT_FRAMES, STYLE_EVENTS, STYLE_HUMAN
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Result, Segment, VideoMeta
 from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
@@ -116,10 +116,11 @@ class CaptionPipeline:
     @torch.no_grad()
     def _forecast(self, frames: list[AnalysedFrame]) -> list[NextEvent]:
         last = frames[-1]
-        token = torch.from_numpy(last.token)[None, None]
-        predicted = self.model.predict_next(last.state[None, None], token)
-        probs = {k: torch.sigmoid(v[0, 0]).tolist() for k, v in predicted.items() if k != "direction"}
-        direction = torch.softmax(predicted["direction"][0, 0], -1).tolist()
+        last_frames = frames[-RECENT_FRAMES:]  # the head looks at the last second, not just the last frame
+        tokens = torch.from_numpy(np.stack([f.token for f in last_frames]))[None]
+        predicted = self.model.predict_next(torch.stack([f.state for f in last_frames])[None], tokens)
+        probs = {k: torch.sigmoid(v[0, -1]).tolist() for k, v in predicted.items() if k != "direction"}
+        direction = torch.softmax(predicted["direction"][0, -1], -1).tolist()
         recent = [f for f in frames if f.t_sec >= last.t_sec - RECENT_SEC]
         present_now: dict[int, int] = {}
         for f in recent:

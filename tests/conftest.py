@@ -55,3 +55,15 @@ def ffmpeg_exe() -> str:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as exc:  # pragma: no cover - imageio-ffmpeg is a dependency
         pytest.skip(f"no ffmpeg binary: {exc}")
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The shipped caption model with YOLO at imgsz 320, loaded once for the whole run."""
+    from captioner.errors import ModelError
+    from captioner.pipeline import load_model
+
+    try:
+        return load_model(imgsz=320)
+    except ModelError as exc:
+        pytest.skip(f"needs the trained caption model and YOLO weights: {exc}")

@@ -36,17 +36,6 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model():
-    from captioner.errors import ModelError
-    from captioner.pipeline import load_model
-
-    try:
-        return load_model(imgsz=320)
-    except ModelError as exc:
-        pytest.skip(f"needs the trained caption model and YOLO weights: {exc}")
-
-
-@pytest.fixture(scope="module")
 def demo(model, tmp_path_factory):
     from captioner.webapp import AppConfig, create_app
 

@@ -12,26 +12,9 @@ from captioner.features import FrameFeatures
 from captioner.forecast import (DIRECTIONS, EDGE_ENTER_SCORE, HORIZON_SEC, NextEventScores, constant_velocity_baseline,
                                 persistence_baseline, targets_for_window)
 from captioner.perception import Detections
+from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
-W, H = 640, 360
-SIZE = (W, H)
-FPS = 4.0
 PERSON, DOG, CAR, CAT = (CLASS_INDEX[n] for n in ("person", "dog", "car", "cat"))
-
-
-def box(cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
-    return (max(cx - w / 2, 0.0), max(cy - h / 2, 0.0), min(cx + w / 2, W), min(cy + h / 2, H))
-
-
-def frame(i: int, *objects: tuple) -> FrameFeatures:
-    """objects: (box_xyxy, class name, track id) at frame i of a 4 fps clip."""
-    det = Detections(
-        box_xyxy=np.array([o[0] for o in objects], np.float32).reshape(-1, 4),
-        confidence=np.full(len(objects), 0.9, np.float32),
-        class_id=np.array([CLASS_INDEX[o[1]] for o in objects], np.int32),
-        track_id=np.array([o[2] for o in objects], np.int32),
-    )
-    return FrameFeatures(t_sec=i / FPS, frame_index=i, detections=det, embedding=np.zeros(8, np.float32))
 
 
 def walker(i: int) -> tuple:

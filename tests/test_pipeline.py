@@ -19,17 +19,6 @@ SAMPLE = REPO / "samples" / "bus_people.mp4"
 
 
 @pytest.fixture(scope="module")
-def model():
-    from captioner.errors import ModelError
-    from captioner.pipeline import load_model
-
-    try:
-        return load_model(imgsz=320)
-    except ModelError as exc:
-        pytest.skip(f"models not available: {exc}")
-
-
-@pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     if SAMPLE.exists():
         return SAMPLE
