@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -181,8 +180,3 @@ def distractor_pool(clips: Sequence[ClipData], top: int = 20) -> list[str]:
     order = np.argsort(-counts)[:top]
     return [COCO_CLASSES[i] for i in order if counts[i] > 0]
 
-
-def shuffled(items: list, seed: int) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items

@@ -16,13 +16,12 @@ import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .coco import CLASS_INDEX, COCO_CLASSES
+from .coco import COCO_CLASSES
 from .dataset import ClipData, PAST_SEC, frame_window
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
 from .pipeline import NOTHING_SEEN, AnalysedFrame, CaptionPipeline, StreamState

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from .checkpoint import Captioner, check_backbone, load_checkpoint
-from .coco import COCO_CLASSES, NUM_CLASSES
+from .coco import COCO_CLASSES
 from .decoding import beam_search, forecast_events
 from .errors import OptionsError
 from .features import FrameFeatures, analyse_frames
-from .forecast import DIRECTIONS
 from .model import RECENT_FRAMES, STYLE_EVENTS, STYLE_HUMAN
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Result, Segment, VideoMeta
@@ -188,9 +187,8 @@ class CaptionPipeline:
             settings={"fps": fps, "window_sec": window_sec, "beam_size": self.beam_size,
                       "style": "human" if self.style == STYLE_HUMAN else "events", **self.perception.settings()},
             models=self.models(),
+            frame_detections=frame_detections,
         )
-        if keep_detections:
-            result.frame_detections = frame_detections  # type: ignore[attr-defined]
         return result
 
     def models(self) -> dict:

@@ -69,6 +69,9 @@ class Result:
     segments: list[Segment]
     settings: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)  # {"yolo": {"name", "sha256"}, "captioner": {...}}
+    # [(t_sec, Detections)] per analysed frame, only when asked for (to draw an annotated
+    # video); not part of the JSON form
+    frame_detections: list = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -149,14 +148,8 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, perception, cfg: Tr
     train_pairs = [p for p in pairs if corpora.split_of(p.video_id) == "train"]
     test_pairs = [p for p in pairs if corpora.split_of(p.video_id) == "test"]
     train_clips = [c for c in clips if c.split == "train"]
-    counts: Counter = Counter()
-    for p in train_pairs:
-        counts.update(p.tokens)
-    for clip in train_clips:
-        for w in clip.windows:
-            for caption in w.captions:
-                counts.update(caption)
-    vocab = Vocabulary.build([[w] * n for w, n in counts.items()], min_count=cfg.min_word_count, max_size=cfg.max_vocab)
+    sentences = [p.tokens for p in train_pairs] + [c for clip in train_clips for w in clip.windows for c in w.captions]
+    vocab = Vocabulary.build(sentences, min_count=cfg.min_word_count, max_size=cfg.max_vocab)
     words = [vocab.id_to_token(i) for i in range(len(vocab))]
     stats = {
         "clips": {s: sum(c.split == s for c in clips) for s in ("train", "val", "test")},

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from captioner.coco import CLASS_INDEX
 from captioner.errors import OptionsError
 from captioner.events import (EDGE_MARGIN, Event, edge_side, motion_direction, present_class_ids,
                               summarize_tracks, window_events)
 from captioner.features import FrameFeatures
-from captioner.perception import Detections
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
 

@@ -1,7 +1,6 @@
 import shutil
 
 import numpy as np
-import pytest
 
 from captioner import cli
 from captioner.features import FeatureCache, extract_features

@@ -11,7 +11,6 @@ from captioner.coco import CLASS_INDEX, NUM_CLASSES
 from captioner.features import FrameFeatures
 from captioner.forecast import (DIRECTIONS, EDGE_ENTER_SCORE, HORIZON_SEC, NextEventScores, constant_velocity_baseline,
                                 persistence_baseline, targets_for_window)
-from captioner.perception import Detections
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
 PERSON, DOG, CAR, CAT = (CLASS_INDEX[n] for n in ("person", "dog", "car", "cat"))

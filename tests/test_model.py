@@ -4,7 +4,6 @@ All on tiny synthetic data; no ../shared needed."""
 import random
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from captioner.decoding import Grounding, beam_search, forecast_events
 from captioner.errors import ModelError
 from captioner.model import NUM_DIRECTIONS, STYLE_HUMAN, CaptionModel, ModelConfig
 from captioner.perception import BackboneInfo
-from captioner.tokens import TokenLayout, segment_slots, synthetic_tokens
+from captioner.tokens import segment_slots, synthetic_tokens
 from captioner.train import TrainConfig, TrainingData, text_batch, train_model
 from captioner.vocab import Vocabulary
 

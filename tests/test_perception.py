@@ -4,7 +4,7 @@ import pytest
 from captioner.errors import ModelError, OptionsError
 from captioner.features import analyse_frames
 from captioner.perception import DEFAULT_YOLO_NAME, WEIGHTS_ENV, Perception, resolve_weights
-from captioner.synthetic import asset, default_sprites, make_clip, render_frame
+from captioner.synthetic import default_sprites, make_clip, render_frame
 from captioner.video import sample_frames
 
 
