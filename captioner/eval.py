@@ -161,9 +161,25 @@ def grounding_scores(windows: Sequence[WindowCaption]) -> dict[str, float]:
             "salient_objects": salient_total, "salient_recall": salient_named / max(salient_total, 1)}
 
 
+def presence_gain_interval(per_clip: list[dict[str, np.ndarray]], baseline: str, n_boot: int = 2000,
+                           seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of (model - baseline) presence micro-F1, resampling whole clips:
+    time steps within a clip are far from independent, so clips are the unit of evidence."""
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(n_boot):
+        chosen = [per_clip[i] for i in rng.integers(0, len(per_clip), len(per_clip))]
+        target = np.concatenate([c["target"] for c in chosen])
+        gains.append(micro_f1(np.concatenate([c["model"] for c in chosen]), target)
+                     - micro_f1(np.concatenate([c[baseline] for c in chosen]), target))
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
     """Model vs baselines on every time step of held-out clips that has a full horizon."""
     collected = defaultdict(lambda: defaultdict(list))
+    per_clip_presence = []
     for clip in clips:
         x = torch.from_numpy(clip.tokens)[None]
         with torch.no_grad():
@@ -171,6 +187,7 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
             predicted = {k: torch.sigmoid(v[0]).numpy() for k, v in pipeline.model.predict_next(states, x).items()
                          if k != "direction"}
         times = clip.times_sec
+        presence = defaultdict(list)
         for i in np.flatnonzero(clip.valid):
             lo, _ = frame_window(times, times[i] - PAST_SEC, times[i])
             past = clip.frames[lo:i + 1]
@@ -181,6 +198,12 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
                 collected["model"][key].append(predicted[key][i])
                 for name, scores in baselines.items():
                     collected[name][key].append(getattr(scores, key))
+            presence["target"].append(clip.presence[i])
+            presence["model"].append(predicted["presence"][i])
+            for name, scores in baselines.items():
+                presence[name].append(scores.presence)
+        if presence:
+            per_clip_presence.append({k: np.stack(v) for k, v in presence.items()})
     out = {}
     target = {k: np.stack(v) for k, v in collected["target"].items()} if collected["target"] else {}
     for name in ("model", "persistence", "constant velocity"):
@@ -190,6 +213,11 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
         out[name] = {"presence micro-F1": micro_f1(scores["presence"], target["presence"]),
                      "enter AUROC": auroc(scores["enter"], target["enter"]),
                      "leave AUROC": auroc(scores["leave"], target["leave"])}
+    if target:
+        better = max(("persistence", "constant velocity"), key=lambda n: out[n]["presence micro-F1"])
+        low, high = presence_gain_interval(per_clip_presence, better)
+        out["presence gain"] = {"over": better, "gain": out["model"]["presence micro-F1"] - out[better]["presence micro-F1"],
+                                "ci95_low": low, "ci95_high": high, "clips": len(per_clip_presence)}
     out["steps"] = {"n": int(len(target.get("presence", [])))}
     return out
 
@@ -272,4 +300,8 @@ def format_table(report: dict) -> str:
             if name in ne:
                 r = ne[name]
                 lines.append(f"| {name} | {r['presence micro-F1']:.3f} | {r['enter AUROC']:.3f} | {r['leave AUROC']:.3f} |")
+        if "presence gain" in ne:
+            g = ne["presence gain"]
+            lines += ["", f"Presence micro-F1, model minus {g['over']} (the better baseline): {g['gain']:+.3f}; "
+                          f"95% bootstrap interval over the {g['clips']} held-out clips [{g['ci95_low']:+.3f}, {g['ci95_high']:+.3f}]."]
     return "\n".join(lines)
