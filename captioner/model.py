@@ -3,7 +3,7 @@
 Shapes (B batch, T frames, F token dim, H hidden, K object slots, L caption length, V vocab):
 
     tokens (B, T, F) -> FrameEncoder -> states (B, T, H)          unidirectional: steppable live
-    states (B, T, H) + now (B, 2C)   -> NextEventHead -> presence/enter/leave (B, T, C), direction (B, T, 5)
+    states (B, T, H) + presence stats (B, T, C, S) -> NextEventHead -> presence/enter/leave (B, T, C), direction (B, T, 5)
     memory = [segment states (B, T, H) ; object slots (B, K, H)]
     DecoderWithAttention(memory, words (B, L)) -> logits (B, L, V)
 
@@ -69,41 +69,66 @@ class FrameEncoder(nn.Module):
 
 
 RECENT_FRAMES = 4  # "now" for the forecast: about the last second at the 4 fps analysis rate
+SHARE_SPANS = (1, 2, 4, 8, 16)  # look-backs (frames) of the presence statistics: 0.25 s .. 4 s at 4 fps
+HISTORY_FRAMES = max(SHARE_SPANS)  # how many past frames the next-event head needs
+PRESENCE_STATS = len(SHARE_SPANS) + 4  # shares + confidence now, mean confidence, log-count now, mean log-count
+STAT_RECENT_SHARE = SHARE_SPANS.index(RECENT_FRAMES)  # positions in the statistics vector
+STAT_CONF, STAT_LOG_COUNT = len(SHARE_SPANS), len(SHARE_SPANS) + 2
+SCENE_DIM = 8  # the encoder state's say in presence: a small scene summary, shared by all classes
 
 
-def recent_share(present: torch.Tensor, frames: int = RECENT_FRAMES) -> torch.Tensor:
-    """Causal share of the last ``frames`` steps in which each class was seen: (B, T, C) -> (B, T, C).
-    Detectors flicker; this is the statistic the persistence baseline forecasts from."""
-    total = present.cumsum(dim=1)
+def causal_mean(values: torch.Tensor, frames: int) -> torch.Tensor:
+    """Mean over the last ``frames`` steps (fewer at the start), causal: (B, T, C) -> (B, T, C)."""
+    total = values.cumsum(dim=1)
     before = torch.cat([torch.zeros_like(total[:, :frames]), total[:, :-frames]], dim=1)[:, : total.shape[1]]
-    steps = torch.arange(1, total.shape[1] + 1, device=present.device).clamp(max=frames)
+    steps = torch.arange(1, total.shape[1] + 1, device=values.device).clamp(max=frames)
     return (total - before) / steps[None, :, None]
+
+
+def presence_stats(conf: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor:
+    """Per-class evidence of being in view, (B, T, C) each -> (B, T, C, PRESENCE_STATS): the
+    share of the last 1..16 frames the class was seen in (the persistence baseline uses the
+    4-frame one), its confidence now and over the last second, and its log-count likewise.
+    Detectors flicker, so how *often* and how *surely* a class was seen says more about the next
+    seconds than the last frame alone."""
+    seen = (log_counts > 0).float()
+    shares = [causal_mean(seen, n) for n in SHARE_SPANS]
+    recent_conf, recent_counts = causal_mean(conf, RECENT_FRAMES), causal_mean(log_counts, RECENT_FRAMES)
+    return torch.stack(shares + [conf, recent_conf, log_counts, recent_counts], dim=-1)
 
 
 class NextEventHead(nn.Module):
     """What happens in the next ``horizon_sec``: per-class presence, enter, leave (logits) and
-    the dominant motion direction. Presence gets a per-class skip from the recent presence
-    share, so the head starts from "the future looks like the last second" and learns changes."""
+    the dominant motion direction.
+
+    Presence is scored by one small network shared by all 80 classes, reading that class's
+    presence statistics plus an 8-d scene summary of the LSTM state, and a per-class bias.
+    Sharing across classes is what lets ~2,000 training steps generalise: the earlier head mapped
+    the whole state to 80 class-specific logits, overfitted the few clips each class appears in
+    and lost to persistence on held-out clips (0.796 vs 0.827 micro-F1)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = NUM_CLASSES
         self.mlp = nn.Sequential(nn.Linear(cfg.hidden + 3 * c, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.hidden, 3 * c + NUM_DIRECTIONS))
-        self.presence_skip = nn.Parameter(torch.full((c,), 6.0))
+                                 nn.Linear(cfg.hidden, 2 * c + NUM_DIRECTIONS))  # enter, leave, direction
+        self.scene = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, SCENE_DIM), nn.Tanh())
+        self.presence_net = nn.Sequential(nn.Linear(PRESENCE_STATS + SCENE_DIM, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.presence_bias = nn.Parameter(torch.zeros(c))
 
-    def forward(self, states: torch.Tensor, now: torch.Tensor) -> dict[str, torch.Tensor]:
-        """states (B, T, H); now (B, T, 3C) = per-class confidence, log-count and recent share."""
+    def forward(self, states: torch.Tensor, stats: torch.Tensor) -> dict[str, torch.Tensor]:
+        """states (B, T, H); stats (B, T, C, PRESENCE_STATS) from ``presence_stats``."""
         c = NUM_CLASSES
+        now = stats[..., [STAT_CONF, STAT_LOG_COUNT, STAT_RECENT_SHARE]].flatten(-2)  # (B, T, 3C)
         out = self.mlp(torch.cat([states, now], dim=-1))
-        share = now[..., 2 * c:]
+        scene = self.scene(states).unsqueeze(-2).expand(*stats.shape[:-1], SCENE_DIM)
+        presence = self.presence_net(torch.cat([stats, scene], dim=-1)).squeeze(-1) + self.presence_bias
         return {
-            "presence": out[..., :c] + self.presence_skip * (share - 0.5),
-            "enter": out[..., c:2 * c],
-            "leave": out[..., 2 * c:3 * c],
-            "direction": out[..., 3 * c:],
+            "presence": presence,
+            "enter": out[..., :c],
+            "leave": out[..., c:2 * c],
+            "direction": out[..., 2 * c:],
         }
-
 
 class Attention(nn.Module):
     def __init__(self, memory_dim: int, hidden: int, attention_dim: int):
@@ -177,17 +202,15 @@ class CaptionModel(nn.Module):
         self.next_head = NextEventHead(cfg)
         self.decoder = DecoderWithAttention(cfg)
 
-    def now_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3C): current per-class confidence and log-count, and the share of the recent
-        frames each class was seen in, for the next-event head."""
-        counts = tokens[..., self.layout.counts]
-        return torch.cat([tokens[..., self.layout.conf], counts, recent_share((counts > 0).float())], dim=-1)
+    def presence_stats(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, PRESENCE_STATS) per-class presence statistics for the next-event head."""
+        return presence_stats(tokens[..., self.layout.conf], tokens[..., self.layout.counts])
 
     def encode(self, tokens: torch.Tensor, state=None):
         return self.encoder(tokens, state)
 
     def predict_next(self, states: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.next_head(states, self.now_features(tokens))
+        return self.next_head(states, self.presence_stats(tokens))
 
     def caption_loss(self, states, state_mask, slot_classes, slot_feats, slot_mask, style, captions) -> torch.Tensor:
         memory, mask, memory_proj = self.decoder.memory(states, state_mask, slot_classes, slot_feats, slot_mask)

@@ -23,7 +23,7 @@ from .coco import COCO_CLASSES
 from .decoding import beam_search, forecast_events
 from .errors import OptionsError
 from .features import FrameFeatures, analyse_frames
-from .model import RECENT_FRAMES, STYLE_EVENTS, STYLE_HUMAN
+from .model import HISTORY_FRAMES, STYLE_EVENTS, STYLE_HUMAN
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Result, Segment, VideoMeta
 from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
@@ -115,7 +115,7 @@ class CaptionPipeline:
     @torch.no_grad()
     def _forecast(self, frames: list[AnalysedFrame]) -> list[NextEvent]:
         last = frames[-1]
-        last_frames = frames[-RECENT_FRAMES:]  # the head looks at the last second, not just the last frame
+        last_frames = frames_at_rate(frames, DEFAULT_ANALYSIS_FPS, HISTORY_FRAMES)
         tokens = torch.from_numpy(np.stack([f.token for f in last_frames]))[None]
         predicted = self.model.predict_next(torch.stack([f.state for f in last_frames])[None], tokens)
         probs = {k: torch.sigmoid(v[0, -1]).tolist() for k, v in predicted.items() if k != "direction"}
@@ -244,6 +244,25 @@ class LiveSession:
             changed, self.caption, self._last_caption_t = caption != self.caption, caption, t_sec
         self.next = self.pipeline._forecast(frames)
         return LiveUpdate(t_sec, detections, self.caption, self.next, changed, (time.perf_counter() - start) * 1000)
+
+
+def frames_at_rate(frames: list[AnalysedFrame], fps: float, count: int) -> list[AnalysedFrame]:
+    """Up to ``count`` frames nearest to the times last, last - 1/fps, last - 2/fps, ..., oldest
+    first. The next-event head's presence statistics count frames and were learned at the
+    analysis rate, so a live stream running faster is thinned to that rate before it is asked
+    what happens next; at the analysis rate nothing is dropped."""
+    if not frames:
+        return []
+    times = np.array([f.t_sec for f in frames])
+    picked: list[int] = []
+    for k in range(count):
+        target = times[-1] - k / fps
+        i = int(np.argmin(np.abs(times - target)))
+        if abs(times[i] - target) > 0.5 / fps:
+            break  # history runs out (or has a gap): use what there is
+        if not picked or i < picked[-1]:
+            picked.append(i)
+    return [frames[i] for i in reversed(picked)]
 
 
 def merge_segments(segments: list[Segment]) -> list[Segment]:

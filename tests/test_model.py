@@ -12,7 +12,8 @@ from captioner.coco import CLASS_INDEX, NUM_CLASSES
 from captioner.corpora import TextPair
 from captioner.decoding import Grounding, beam_search, forecast_events
 from captioner.errors import ModelError
-from captioner.model import NUM_DIRECTIONS, STYLE_HUMAN, CaptionModel, ModelConfig
+from captioner.model import (NUM_DIRECTIONS, PRESENCE_STATS, SHARE_SPANS, STAT_CONF, STAT_RECENT_SHARE, STYLE_HUMAN,
+                             CaptionModel, ModelConfig, presence_stats)
 from captioner.perception import BackboneInfo
 from captioner.tokens import segment_slots, synthetic_tokens
 from captioner.train import TrainConfig, TrainingData, text_batch, train_model
@@ -54,6 +55,48 @@ def test_shapes():
     assert memory.shape == (3, 9, 32) and mask.shape == (3, 9)
     logits = model.decoder(memory, mask, proj, torch.zeros(3, dtype=torch.long), torch.ones(3, 5, dtype=torch.long))
     assert logits.shape == (3, 4, 50)
+
+
+def test_presence_stats_are_causal_shares_over_several_spans():
+    # one class seen at frames 0, 1 and 5 of 8; another never
+    log_counts = torch.zeros(1, 8, NUM_CLASSES)
+    conf = torch.zeros(1, 8, NUM_CLASSES)
+    for t in (0, 1, 5):
+        log_counts[0, t, 3], conf[0, t, 3] = 0.69, 0.8
+    stats = presence_stats(conf, log_counts)
+    assert stats.shape == (1, 8, NUM_CLASSES, PRESENCE_STATS)
+    share = {span: stats[0, :, 3, i] for i, span in enumerate(SHARE_SPANS)}
+    torch.testing.assert_close(share[1], torch.tensor([1, 1, 0, 0, 0, 1, 0, 0.0]))
+    # last 4 frames (fewer at the start): the persistence baseline's statistic
+    torch.testing.assert_close(share[4], torch.tensor([1, 1, 2 / 3, 2 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4]))
+    torch.testing.assert_close(share[16], torch.tensor([1, 1, 2 / 3, 2 / 4, 2 / 5, 3 / 6, 3 / 7, 3 / 8]))
+    assert stats[0, 5, 3, STAT_CONF] == pytest.approx(0.8) and stats[0, 6, 3, STAT_CONF] == 0
+    assert STAT_RECENT_SHARE == SHARE_SPANS.index(4)
+    assert torch.all(stats[0, :, 4] == 0)
+    # causal: what happens later never changes an earlier statistic
+    later = log_counts.clone()
+    later[0, 7, 3] = 1.0
+    torch.testing.assert_close(presence_stats(conf, later)[0, :7], stats[0, :7])
+
+
+def test_presence_is_scored_the_same_way_for_every_class():
+    """One network shared by all classes: swapping two classes' evidence swaps their scores
+    (up to each class's own bias), so a class seen in few training clips is not overfitted."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(embedding_dim=EMB, vocab_size=50, hidden=32, word_dim=16, attention_dim=16)
+    model = CaptionModel(cfg).eval()
+    tokens = torch.zeros(1, 6, cfg.token_dim)
+    counts, conf = model.layout.counts, model.layout.conf
+    tokens[0, :, counts.start + 2], tokens[0, :, conf.start + 2] = 0.69, 0.9  # class 2 seen in every frame
+    swapped = tokens.clone()
+    swapped[0, :, counts.start + 2], swapped[0, :, conf.start + 2] = 0.0, 0.0
+    swapped[0, :, counts.start + 7], swapped[0, :, conf.start + 7] = 0.69, 0.9  # the same evidence for class 7
+    states = torch.zeros(1, 6, cfg.hidden)  # same scene summary for both
+    bias = model.next_head.presence_bias.detach()
+    a = model.predict_next(states, tokens)["presence"][0, -1] - bias
+    b = model.predict_next(states, swapped)["presence"][0, -1] - bias
+    assert a[2].item() == pytest.approx(b[7].item(), abs=1e-6) and a[7].item() == pytest.approx(b[2].item(), abs=1e-6)
+    assert a[2] != a[7]
 
 
 def test_a_training_step_lowers_the_loss():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from captioner import cli
-from captioner.pipeline import NOTHING_SEEN, merge_segments
+from captioner.pipeline import NOTHING_SEEN, AnalysedFrame, frames_at_rate, merge_segments
 from captioner.result import Evidence, Segment
 from captioner.writers import parse_srt, parse_vtt
 
@@ -132,3 +132,17 @@ def test_cli_annotate_writes_a_playable_video_at_source_rate(sample, tmp_path):
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(src.get(cv2.CAP_PROP_FPS), rel=0.01)
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == src.get(cv2.CAP_PROP_FRAME_COUNT)
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_forecast_frames_are_thinned_to_the_analysis_rate():
+    """A live stream at 10 fps is asked what happens next with frames ~0.25 s apart, as trained."""
+    from captioner.perception import Detections
+
+    frames = [AnalysedFrame(i / 10, Detections.empty(), np.zeros(1, np.float32), None) for i in range(50)]
+    picked = frames_at_rate(frames, 4.0, 16)
+    times = [round(f.t_sec, 2) for f in picked]
+    assert times[-1] == 4.9 and len(picked) == 16
+    assert all(0.19 <= b - a <= 0.31 for a, b in zip(times, times[1:]))
+    assert times[0] == pytest.approx(4.9 - 15 / 4, abs=0.051)  # 16 frames span 3.75 s, as at 4 fps
+    at_rate = [AnalysedFrame(i / 4, Detections.empty(), np.zeros(1, np.float32), None) for i in range(10)]
+    assert frames_at_rate(at_rate, 4.0, 16) == at_rate  # at the analysis rate nothing is dropped
