@@ -91,7 +91,14 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Captioner:
             raise ModelError(f"caption model {path}: checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         cfg = ModelConfig(**payload["config"])
         model = CaptionModel(cfg)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        expected = set(model.state_dict())
+        if set(state) != expected:  # e.g. saved by a version of captioner with another next-event head
+            differ = sorted(set(state) ^ expected)
+            raise ModelError(f"caption model {path}: its layers do not match this version of captioner "
+                             f"({len(differ)} differ, e.g. {', '.join(differ[:3])}); retrain it with `captioner train` "
+                             f"or use the weights/captioner.pt shipped with this version")
+        model.load_state_dict(state)
         vocab = Vocabulary.from_dict(payload["vocab"])
     except ModelError:
         raise

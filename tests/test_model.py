@@ -148,6 +148,16 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert loaded.grounding.word_class[vocab.stoi["dog"]] == CLASS_INDEX["dog"]
 
 
+def test_a_checkpoint_from_another_model_version_is_refused_clearly(tiny, tmp_path):
+    model, vocab, data = tiny
+    path = save_checkpoint(tmp_path / "old.pt", model, vocab, data.word_class, [], BACKBONE, {})
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {k.replace("presence_net", "presence_mlp"): v for k, v in payload["state_dict"].items()}
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match=r"old.pt: its layers do not match this version.*presence_mlp"):
+        load_checkpoint(path)
+
+
 def test_checkpoints_load_without_unpickling_code(tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"format": 1, "payload": object()}, evil)  # needs pickle's code path to load
