@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -167,6 +167,8 @@ def extract_features(
         path = cache.path_for(video_path, key)
         cached = cache.load(path)
         if cached is not None:
+            # same content and settings, perhaps a copy at another path: report the file asked for
+            cached.info = replace(cached.info, source=str(video_path))
             return cached, True
     with VideoSource(video_path, target_fps=analysis_fps) as video:
         def frames() -> Iterator[SampledFrame]:

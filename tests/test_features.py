@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,12 @@ def test_cache_miss_then_hit_returns_the_same_features(perception, synthetic_cli
     _same(first, second)
     assert second.info == first.info and second.settings["analysis_fps"] == 2.0
     assert [round(t, 3) for t in second.times_sec[:3]] == [0.0, 0.5, 1.0]
+    # an identical copy elsewhere (same name, same content) hits the cache but reports its own path
+    copy = tmp_path / "elsewhere" / Path(synthetic_clip).name
+    copy.parent.mkdir()
+    shutil.copy(synthetic_clip, copy)
+    third, hit3 = extract_features(copy, perception, analysis_fps=2.0, cache=cache)
+    assert hit3 and third.info.source == str(copy) and second.info.source == str(synthetic_clip)
 
 
 def test_cache_key_covers_settings_content_and_weights(perception, synthetic_clip, tmp_path):
