@@ -130,6 +130,7 @@ class NextEventHead(nn.Module):
             "direction": out[..., 2 * c:],
         }
 
+
 class Attention(nn.Module):
     def __init__(self, memory_dim: int, hidden: int, attention_dim: int):
         super().__init__()

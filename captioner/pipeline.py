@@ -247,21 +247,19 @@ class LiveSession:
 
 
 def frames_at_rate(frames: list[AnalysedFrame], fps: float, count: int) -> list[AnalysedFrame]:
-    """Up to ``count`` frames nearest to the times last, last - 1/fps, last - 2/fps, ..., oldest
-    first. The next-event head's presence statistics count frames and were learned at the
-    analysis rate, so a live stream running faster is thinned to that rate before it is asked
-    what happens next; at the analysis rate nothing is dropped."""
-    if not frames:
-        return []
-    times = np.array([f.t_sec for f in frames])
+    """Up to ``count`` frames, oldest first: for each of the times last, last - 1/fps,
+    last - 2/fps, ... the latest frame not after it (with a quarter step of slack). The next-event
+    head's presence statistics count frames and were learned at the analysis rate, so a live
+    stream running faster is thinned to that rate; at that rate or slower every frame is kept."""
+    times = [f.t_sec for f in frames]
     picked: list[int] = []
     for k in range(count):
-        target = times[-1] - k / fps
-        i = int(np.argmin(np.abs(times - target)))
-        if abs(times[i] - target) > 0.5 / fps:
-            break  # history runs out (or has a gap): use what there is
-        if not picked or i < picked[-1]:
-            picked.append(i)
+        latest_allowed = times[-1] - (k - 0.25) / fps if frames else 0.0
+        before = picked[-1] if picked else len(frames)
+        i = next((j for j in range(before - 1, -1, -1) if times[j] <= latest_allowed), None)
+        if i is None:
+            break
+        picked.append(i)
     return [frames[i] for i in reversed(picked)]
 
 

@@ -146,3 +146,6 @@ def test_forecast_frames_are_thinned_to_the_analysis_rate():
     assert times[0] == pytest.approx(4.9 - 15 / 4, abs=0.051)  # 16 frames span 3.75 s, as at 4 fps
     at_rate = [AnalysedFrame(i / 4, Detections.empty(), np.zeros(1, np.float32), None) for i in range(10)]
     assert frames_at_rate(at_rate, 4.0, 16) == at_rate  # at the analysis rate nothing is dropped
+    sparse = [AnalysedFrame(i / 2, Detections.empty(), np.zeros(1, np.float32), None) for i in range(20)]
+    assert frames_at_rate(sparse, 4.0, 16) == sparse[-16:]  # slower than the analysis rate: nothing dropped
+    assert frames_at_rate([], 4.0, 16) == []
