@@ -178,8 +178,8 @@ def presence_gain_interval(per_clip: list[dict[str, np.ndarray]], baseline: str,
 
 def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
     """Model vs baselines on every time step of held-out clips that has a full horizon."""
-    collected = defaultdict(lambda: defaultdict(list))
-    per_clip_presence = []
+    names = ("model", "persistence", "constant velocity")
+    per_clip = []  # one {"target" | name: {"presence" | "enter" | "leave": (steps, C)}} per clip
     for clip in clips:
         x = torch.from_numpy(clip.tokens)[None]
         with torch.no_grad():
@@ -187,7 +187,7 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
             predicted = {k: torch.sigmoid(v[0]).numpy() for k, v in pipeline.model.predict_next(states, x).items()
                          if k != "direction"}
         times = clip.times_sec
-        presence = defaultdict(list)
+        collected = defaultdict(lambda: defaultdict(list))
         for i in np.flatnonzero(clip.valid):
             lo, _ = frame_window(times, times[i] - PAST_SEC, times[i])
             past = clip.frames[lo:i + 1]
@@ -198,27 +198,22 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
                 collected["model"][key].append(predicted[key][i])
                 for name, scores in baselines.items():
                     collected[name][key].append(getattr(scores, key))
-            presence["target"].append(clip.presence[i])
-            presence["model"].append(predicted["presence"][i])
-            for name, scores in baselines.items():
-                presence[name].append(scores.presence)
-        if presence:
-            per_clip_presence.append({k: np.stack(v) for k, v in presence.items()})
-    out = {}
-    target = {k: np.stack(v) for k, v in collected["target"].items()} if collected["target"] else {}
-    for name in ("model", "persistence", "constant velocity"):
-        if not target:
-            break
-        scores = {k: np.stack(v) for k, v in collected[name].items()}
-        out[name] = {"presence micro-F1": micro_f1(scores["presence"], target["presence"]),
-                     "enter AUROC": auroc(scores["enter"], target["enter"]),
-                     "leave AUROC": auroc(scores["leave"], target["leave"])}
-    if target:
-        better = max(("persistence", "constant velocity"), key=lambda n: out[n]["presence micro-F1"])
-        low, high = presence_gain_interval(per_clip_presence, better)
-        out["presence gain"] = {"over": better, "gain": out["model"]["presence micro-F1"] - out[better]["presence micro-F1"],
-                                "ci95_low": low, "ci95_high": high, "clips": len(per_clip_presence)}
-    out["steps"] = {"n": int(len(target.get("presence", [])))}
+        if collected:
+            per_clip.append({who: {k: np.stack(v) for k, v in arrays.items()} for who, arrays in collected.items()})
+    if not per_clip:
+        return {"steps": {"n": 0}}
+    pooled = {who: {k: np.concatenate([c[who][k] for c in per_clip]) for k in ("presence", "enter", "leave")}
+              for who in ("target", *names)}
+    target = pooled["target"]
+    out: dict[str, dict] = {name: {"presence micro-F1": micro_f1(pooled[name]["presence"], target["presence"]),
+                                   "enter AUROC": auroc(pooled[name]["enter"], target["enter"]),
+                                   "leave AUROC": auroc(pooled[name]["leave"], target["leave"])} for name in names}
+    better = max(names[1:], key=lambda n: out[n]["presence micro-F1"])
+    low, high = presence_gain_interval([{who: c[who]["presence"] for who in ("target", "model", better)} for c in per_clip],
+                                       better)
+    out["presence gain"] = {"over": better, "gain": out["model"]["presence micro-F1"] - out[better]["presence micro-F1"],
+                            "ci95_low": low, "ci95_high": high, "clips": len(per_clip)}
+    out["steps"] = {"n": int(len(target["presence"]))}
     return out
 
 
