@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from captioner.errors import CaptionerError
+from captioner.options import CaptionOptions
 from captioner.webapp import DEFAULT_SAMPLES_DIR, AppConfig, create_app, launch
 
 log = logging.getLogger("captioner.app")
@@ -41,11 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue")
     p.add_argument("--yolo-weights", default=None, help="YOLO weights (None: $CAPTIONER_YOLO_WEIGHTS, else weights/yolo*.pt)")
     p.add_argument("--weights", default=None, help="caption model (None: $CAPTIONER_WEIGHTS, else weights/captioner.pt)")
-    p.add_argument("--imgsz", type=int, default=640, help="YOLO input size for uploads and batches")
+    p.add_argument("--imgsz", type=int, default=CaptionOptions.imgsz, help="YOLO input size for uploads and batches")
     p.add_argument("--live-imgsz", type=int, default=320, help="YOLO input size for the live webcam tab")
     p.add_argument("--device", default=None, help="torch device (None: cuda if available, else cpu)")
-    p.add_argument("--fps", type=float, default=4.0, help="analysis frames per second for uploads")
-    p.add_argument("--window", type=float, default=4.0, help="caption segment length in seconds")
+    p.add_argument("--window", type=float, default=CaptionOptions.window_sec, help="caption segment length in seconds")
+    p.add_argument("--beam", type=int, default=CaptionOptions.beam_size, help="beam size (1 = greedy)")
     p.add_argument("--live-every", type=float, default=0.08, help="seconds between webcam frames sent to the server")
     p.add_argument("--live-time-limit", type=int, default=600, help="seconds one live stream may run")
     p.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES_DIR, help="folder of example clips")
@@ -61,15 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     from captioner.pipeline import load_model
 
     try:
+        options = CaptionOptions(imgsz=args.imgsz, device=args.device, window_sec=args.window, beam_size=args.beam)
+        live_options = options.replace(imgsz=args.live_imgsz)
         log.info("loading models (imgsz %d for uploads, %d for live)", args.imgsz, args.live_imgsz)
-        model = load_model(args.yolo_weights, args.weights, imgsz=args.imgsz, device=args.device)
+        model = load_model(options, yolo_weights=args.yolo_weights, weights=args.weights)
         live_model = model if args.live_imgsz == args.imgsz else load_model(
-            args.yolo_weights, args.weights, imgsz=args.live_imgsz, device=args.device)
+            live_options, yolo_weights=args.yolo_weights, weights=args.weights)
     except CaptionerError as exc:
         print(f"captioner app: {exc}", file=sys.stderr)
         return 2
-    config = AppConfig(fps=args.fps, window_sec=args.window, live_stream_every_sec=args.live_every,
-                       live_time_limit_sec=args.live_time_limit, samples_dir=args.samples)
+    config = AppConfig(live_stream_every_sec=args.live_every, live_time_limit_sec=args.live_time_limit,
+                       samples_dir=args.samples)
     demo = create_app(model, live_model, config=config)
     launch(demo, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
            auth=args.auth, concurrency=args.concurrency, queue_size=args.queue_size)

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captioner.synthetic import default_sprites, render_frame  # noqa: E402
+from captioner.training.synthetic import default_sprites, render_frame  # noqa: E402
 
 CHILD = """
 import json, sys, time
-from captioner.pipeline import load_model
-model = load_model(imgsz=int(sys.argv[2]))
+import captioner
+model = captioner.load_model(imgsz=int(sys.argv[2]))
 start = time.perf_counter()
 result = model.caption(sys.argv[1])
 print(json.dumps({"segments": len(result.segments), "seconds": time.perf_counter() - start,

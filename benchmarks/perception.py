@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captioner.perception import Perception  # noqa: E402
-from captioner.synthetic import make_clip  # noqa: E402
+from captioner.training.synthetic import make_clip  # noqa: E402
 from captioner.video import sample_frames  # noqa: E402
 
 

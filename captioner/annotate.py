@@ -29,7 +29,7 @@ from .errors import CaptionerError
 from .perception import Detections
 from .result import Result, Segment
 from .video import VideoSource
-from .writers import StrPath, check_targets, commit_file, reserve_temp_path
+from .fileio import StrPath, check_targets, commit_file, reserve_temp_path
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ def render_annotated_video(
     # analysed and re-read timestamps come from the same decoder; allow float noise only
     tolerance_sec = 1e-3
 
-    with VideoSource(video_path, target_fps=None) as video:
+    with VideoSource(video_path) as video:
         info = video.info
         fps = info.fps or result.video.fps or 25.0
         total = info.frame_count

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,10 @@ import torch
 
 from .decoding import Grounding
 from .errors import ModelError
+from .fileio import atomic_output
 from .model import CaptionModel, ModelConfig
 from .perception import BackboneInfo
+from .video import DEFAULT_ANALYSIS_FPS
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "capti
 
 
 @dataclass
-class Captioner:
+class TrainedModel:
     """A loaded caption model and everything needed to use it."""
 
     model: CaptionModel
@@ -39,6 +40,7 @@ class Captioner:
     grounding: Grounding
     backbone: dict  # BackboneInfo.layout() + weights_name + weights_sha256
     training: dict  # how it was trained (data sizes, steps, seed, time)
+    analysis_fps: float  # the frame rate it was trained on, and so the only one it reads
     path: str = ""
     sha256: str = ""
 
@@ -52,7 +54,7 @@ def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
-                    unseeable: list[str], backbone: BackboneInfo, training: dict) -> Path:
+                    unseeable: list[str], backbone: BackboneInfo, training: dict, analysis_fps: float) -> Path:
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -64,23 +66,16 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
         "grounding": {"word_class": dict(word_class), "unseeable": list(unseeable)},
         "backbone": {**backbone.layout(), "weights_name": backbone.weights_name,
                      "weights_sha256": backbone.weights_sha256},
+        "analysis_fps": float(analysis_fps),
         # plain JSON types only, so weights_only loading accepts it
         "training": json.loads(json.dumps(training, default=str)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
-def load_checkpoint(path: str | os.PathLike | None = None) -> Captioner:
+def load_checkpoint(path: str | os.PathLike | None = None) -> TrainedModel:
     from .coco import CLASS_INDEX
     from .perception import file_sha256
 
@@ -111,7 +106,10 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Captioner:
         word_class={stoi[w]: CLASS_INDEX[c] for w, c in grounding_words["word_class"].items() if w in stoi and " " not in w},
         unseeable={stoi[w] for w in grounding_words["unseeable"] if w in stoi},
     )
-    return Captioner(model, vocab, grounding, payload["backbone"], payload.get("training", {}), str(path), file_sha256(path))
+    # checkpoints from before the rate was stored at the top were trained at training.config.analysis_fps
+    training = payload.get("training", {})
+    analysis_fps = float(payload.get("analysis_fps") or training.get("config", {}).get("analysis_fps") or DEFAULT_ANALYSIS_FPS)
+    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, str(path), file_sha256(path))
 
 
 def check_backbone(saved: dict, actual: BackboneInfo) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .coco import COCO_CLASSES, class_word
-from .forecast import DIRECTIONS
+from .events import DIRECTIONS
 from .result import NextEvent
 from .vocab import BOS_ID, EOS_ID, Vocabulary
 

@@ -3,8 +3,8 @@
 From the detections and track ids of a window of frames this module derives a few facts that a
 caption can state and that can be checked against the frames: which classes are present (and
 how many), which tracks enter or leave through a frame edge, which move left / right / toward /
-away from the camera, which stop, and which classes are seen together. ``describe.py`` turns
-them into training captions and ``forecast.py`` into next-event targets.
+away from the camera, which stop, and which classes are seen together. ``training/describe.py``
+turns them into training captions and ``training/forecast.py`` into next-event targets.
 
 Units: times in seconds; positions and velocities in frame units (x / frame width, y / frame
 height), so thresholds do not depend on the video resolution.
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("present", "enters", "leaves", "moves", "stops", "together")
 SIDES = ("left", "right", "top", "bottom")
+DIRECTIONS = ("none", "left", "right", "toward", "away")  # motion_direction's answers; "none" = nothing moves
 
 # Thresholds. Tuned for the 4 fps analysis rate but expressed in seconds / frame units.
 PRESENT_MIN_SHARE = 0.25  # detector flicker on clutter rarely lasts a quarter of a window; real objects do

@@ -1,8 +1,14 @@
-"""Stage 3: per-frame features, and an on-disk cache so training never recomputes perception.
+"""Stage 3: per-frame features of one source, and an on-disk cache so training never recomputes
+perception.
 
-A ``FrameFeatures`` is everything later stages know about one sampled frame. The cache stores
-one ``.npz`` per (video content, YOLO weights, sampling settings): change any of the three and
-the key changes, so a stale entry is never read.
+``PerceptionStream`` is the perception half of a stream: the frame sampler and the tracker of
+ONE source. Every frame's timestamp goes through it; the frames the sampler takes (the analysis
+rate) get one YOLO pass and the tracker, and come out as ``FrameFeatures`` - everything later
+stages know about a frame. Offline files, live sessions and the training cache all go through
+it, so they analyse the same frames the same way.
+
+The cache stores one ``.npz`` per (video content, YOLO weights, sampling settings): change any
+of the three and the key changes, so a stale entry is never read.
 """
 
 from __future__ import annotations
@@ -11,15 +17,15 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 
+from .fileio import atomic_output
 from .perception import Detections, Perception, file_sha256
-from .video import DEFAULT_ANALYSIS_FPS, SampledFrame, VideoInfo, VideoSource
+from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, VideoInfo, open_source
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +65,58 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "captioner" / "features")
 
 
-def analyse_frames(
-    frames: Iterable[SampledFrame], perception: Perception, *, analysis_fps: float, batch_size: int = 1
-) -> Iterator[FrameFeatures]:
-    """Run perception over frames in order with ONE tracker for this stream; frames are
-    dropped as soon as they are analysed, so memory does not grow with video length."""
-    tracker = perception.new_tracker(frame_rate=analysis_fps)
-    batch: list[SampledFrame] = []
+class PerceptionStream:
+    """The frame sampler and the tracker of ONE source (never share one between sources).
 
-    def flush() -> Iterator[FrameFeatures]:
-        outputs = perception.detect([f.image_bgr for f in batch], tracker)
-        for frame, (detections, embedding) in zip(batch, outputs):
-            yield FrameFeatures(frame.t_sec, frame.index, detections, embedding)
-        batch.clear()
+    ``push(image, t_sec)`` for every frame, in order: a frame the sampler takes (at
+    ``analysis_fps``) gets a YOLO pass and the tracker and is returned as ``FrameFeatures``;
+    any other frame returns None. ``wants(t_sec)`` tells beforehand whether a frame will be
+    taken, so a decoder need not convert the others. ``display_detections`` gives boxes for a
+    frame that is not analysed (live views draw every frame), labelled with the track ids of
+    the last analysed frame; it never touches the tracker, so what is analysed stays the same.
+    """
 
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) >= batch_size:
-            yield from flush()
-    if batch:
-        yield from flush()
+    def __init__(self, perception: Perception, analysis_fps: float, source_fps: float | None = None):
+        self.perception = perception
+        self.sampler = FrameSampler(analysis_fps, source_fps)
+        self.tracker = perception.new_tracker(frame_rate=analysis_fps)
+        self.last: FrameFeatures | None = None
+
+    def wants(self, t_sec: float) -> bool:
+        return self.sampler.wants(t_sec)
+
+    def push(self, image_bgr: np.ndarray | None, t_sec: float, frame_index: int = -1) -> FrameFeatures | None:
+        if not self.sampler.take(t_sec):
+            return None
+        if image_bgr is None:
+            raise ValueError(f"frame at {t_sec:.3f}s is analysed but no image was given (decode frames that wants() accepts)")
+        (detections, embedding), = self.perception.detect([image_bgr], self.tracker)
+        self.last = FrameFeatures(t_sec, frame_index, detections, embedding)
+        return self.last
+
+    def display_detections(self, image_bgr: np.ndarray) -> Detections:
+        (detections, _), = self.perception.detect([image_bgr])
+        if self.last is not None:
+            detections.track_id[:] = match_track_ids(detections, self.last.detections.tracked)
+        return detections
+
+
+def match_track_ids(detections: Detections, tracked: Detections, min_iou: float = 0.3) -> np.ndarray:
+    """(N,) track ids for ``detections`` from the same-class tracked box they overlap most
+    (IoU >= ``min_iou``), -1 where none: labels for frames between analysed ones."""
+    ids = np.full(len(detections), -1, np.int32)
+    if not len(detections) or not len(tracked):
+        return ids
+    a, b = detections.box_xyxy[:, None, :], tracked.box_xyxy[None, :, :]
+    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None))
+    area = lambda box: (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])  # noqa: E731
+    iou = inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+    iou[detections.class_id[:, None] != tracked.class_id[None, :]] = 0.0
+    best = iou.argmax(axis=1)
+    hit = iou[np.arange(len(detections)), best] >= min_iou
+    ids[hit] = tracked.track_id[best[hit]]
+    return ids
 
 
 class FeatureCache:
@@ -136,15 +174,8 @@ class FeatureCache:
             # float16 halves the cache; pooled activations need no more precision
             "embedding": np.stack([f.embedding for f in frames]).astype(np.float16) if frames else np.zeros((0, dim), np.float16),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
-            os.replace(tmp, path)  # atomic: readers never see a half-written entry
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # readers never see a half-written entry
+            np.savez_compressed(handle, **arrays)
 
 
 def extract_features(
@@ -170,15 +201,16 @@ def extract_features(
             # same content and settings, perhaps a copy at another path: report the file asked for
             cached.info = replace(cached.info, source=str(video_path))
             return cached, True
-    with VideoSource(video_path, target_fps=analysis_fps) as video:
-        def frames() -> Iterator[SampledFrame]:
-            for frame in video.frames():
-                if progress:
-                    progress(frame.index + 1, video.info.frame_count)
-                yield frame
-
-        frame_features = list(analyse_frames(frames(), perception, analysis_fps=analysis_fps))
+    with open_source(video_path) as video:
         info = video.info
+        stream = PerceptionStream(perception, analysis_fps, info.fps)
+        frame_features = []
+        for frame in video.frames(wants=stream.wants):
+            if progress:
+                progress(frame.index + 1, info.frame_count)
+            analysed = stream.push(frame.image_bgr, frame.t_sec, frame.index)
+            if analysed is not None:
+                frame_features.append(analysed)
     features = VideoFeatures(info, frame_features, settings)
     if cache is not None and path is not None:
         cache.save(path, features)

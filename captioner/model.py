@@ -26,7 +26,8 @@ from .tokens import SLOT_FEATURES, TokenLayout
 log = logging.getLogger(__name__)
 
 STYLE_HUMAN, STYLE_EVENTS = 0, 1  # phrasing learned from human corpora / from event templates
-NUM_DIRECTIONS = 5  # none, left, right, toward, away (see forecast.DIRECTIONS)
+STYLE_IDS = {"human": STYLE_HUMAN, "events": STYLE_EVENTS}  # CaptionOptions.style -> style embedding
+NUM_DIRECTIONS = 5  # none, left, right, toward, away (see events.DIRECTIONS)
 
 
 @dataclass
@@ -97,6 +98,36 @@ def presence_stats(conf: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor
     return torch.stack(shares + [conf, recent_conf, log_counts, recent_counts], dim=-1)
 
 
+@dataclass
+class NextEventLogits:
+    """What the next-event head says about the next ``horizon_sec``, as logits.
+
+    presence, enter, leave: (B, T, C) per COCO class; direction: (B, T, NUM_DIRECTIONS) over
+    ``events.DIRECTIONS`` (the dominant motion).
+    """
+
+    presence: torch.Tensor
+    enter: torch.Tensor
+    leave: torch.Tensor
+    direction: torch.Tensor
+
+    def last_step(self, b: int = 0) -> "NextEventProbabilities":
+        """Probabilities at the last time step of sequence ``b``."""
+        return NextEventProbabilities(
+            presence=torch.sigmoid(self.presence[b, -1]).tolist(), enter=torch.sigmoid(self.enter[b, -1]).tolist(),
+            leave=torch.sigmoid(self.leave[b, -1]).tolist(), direction=torch.softmax(self.direction[b, -1], -1).tolist())
+
+
+@dataclass
+class NextEventProbabilities:
+    """One time step's next-event probabilities: lists of C (per class) and NUM_DIRECTIONS floats."""
+
+    presence: list[float]
+    enter: list[float]
+    leave: list[float]
+    direction: list[float]
+
+
 class NextEventHead(nn.Module):
     """What happens in the next ``horizon_sec``: per-class presence, enter, leave (logits) and
     the dominant motion direction.
@@ -116,19 +147,14 @@ class NextEventHead(nn.Module):
         self.presence_net = nn.Sequential(nn.Linear(PRESENCE_STATS + SCENE_DIM, 32), nn.ReLU(), nn.Linear(32, 1))
         self.presence_bias = nn.Parameter(torch.zeros(c))
 
-    def forward(self, states: torch.Tensor, stats: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, states: torch.Tensor, stats: torch.Tensor) -> NextEventLogits:
         """states (B, T, H); stats (B, T, C, PRESENCE_STATS) from ``presence_stats``."""
         c = NUM_CLASSES
         now = stats[..., [STAT_CONF, STAT_LOG_COUNT, STAT_RECENT_SHARE]].flatten(-2)  # (B, T, 3C)
         out = self.mlp(torch.cat([states, now], dim=-1))
         scene = self.scene(states).unsqueeze(-2).expand(*stats.shape[:-1], SCENE_DIM)
         presence = self.presence_net(torch.cat([stats, scene], dim=-1)).squeeze(-1) + self.presence_bias
-        return {
-            "presence": presence,
-            "enter": out[..., :c],
-            "leave": out[..., c:2 * c],
-            "direction": out[..., 2 * c:],
-        }
+        return NextEventLogits(presence=presence, enter=out[..., :c], leave=out[..., c:2 * c], direction=out[..., 2 * c:])
 
 
 class Attention(nn.Module):
@@ -210,7 +236,7 @@ class CaptionModel(nn.Module):
     def encode(self, tokens: torch.Tensor, state=None):
         return self.encoder(tokens, state)
 
-    def predict_next(self, states: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict_next(self, states: torch.Tensor, tokens: torch.Tensor) -> NextEventLogits:
         return self.next_head(states, self.presence_stats(tokens))
 
     def caption_loss(self, states, state_mask, slot_classes, slot_feats, slot_mask, style, captions) -> torch.Tensor:
@@ -219,12 +245,13 @@ class CaptionModel(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), captions[:, 1:].reshape(-1), ignore_index=0)
 
 
-def next_event_loss(predicted: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+def next_event_loss(predicted: NextEventLogits, targets: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy for presence/enter/leave and cross-entropy for direction, over the
-    time steps that have a full future horizon (``valid`` (B, T) bool)."""
+    time steps that have a full future horizon (``valid`` (B, T) bool). ``targets``: presence,
+    enter, leave (B, T, C) 0/1 and direction (B, T) class indices."""
     if not valid.any():
-        return predicted["presence"].sum() * 0.0
+        return predicted.presence.sum() * 0.0
     loss = 0.0
     for key in ("presence", "enter", "leave"):
-        loss = loss + F.binary_cross_entropy_with_logits(predicted[key][valid], targets[key][valid])
-    return loss + 0.5 * F.cross_entropy(predicted["direction"][valid], targets["direction"][valid])
+        loss = loss + F.binary_cross_entropy_with_logits(getattr(predicted, key)[valid], targets[key][valid])
+    return loss + 0.5 * F.cross_entropy(predicted.direction[valid], targets["direction"][valid])

@@ -20,16 +20,19 @@ import numpy as np
 
 from .coco import COCO_CLASSES
 from .errors import ModelError, OptionsError
+from .options import CaptionOptions
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "CAPTIONER_YOLO_WEIGHTS"
 DEFAULT_YOLO_NAME = "yolo11n.pt"  # Ultralytics downloads it by this name where online
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# The backbone the caption model was trained on, shipped in weights/ so a fresh clone works
+# offline (provenance in weights/MODEL_CARD.md); checked by content, not by name.
+SHIPPED_YOLO_NAME = "yolo11n-coco-int8w.pt"
+SHIPPED_YOLO_SHA256 = "3810b2717549c73d06ab6722cdb77f55d0b4b25b32c2396eb4db4d772f56870d"
 # YOLO11n / YOLOv8n neck outputs at strides 8, 16, 32 (the inputs of the Detect head).
 DEFAULT_FEATURE_LAYERS: tuple[int, ...] = (16, 19, 22)
-DEFAULT_IMGSZ = 640
-DEFAULT_CONF = 0.25
 
 
 @dataclass
@@ -90,8 +93,9 @@ class BackboneInfo:
 
 
 def resolve_weights(explicit: str | os.PathLike | None = None) -> str:
-    """Where the YOLO weights come from: argument/flag, then $CAPTIONER_YOLO_WEIGHTS, then
-    ``weights/``, then the Ultralytics name (which Ultralytics downloads where online)."""
+    """Where the YOLO weights come from: argument/flag, then $CAPTIONER_YOLO_WEIGHTS, then the
+    shipped ``weights/yolo11n-coco-int8w.pt`` (sha256-checked), then the Ultralytics name
+    ``yolo11n.pt``, which Ultralytics downloads where online (said in the log first)."""
     if explicit:
         path = Path(explicit)
         if path.exists():
@@ -104,11 +108,26 @@ def resolve_weights(explicit: str | os.PathLike | None = None) -> str:
         if not Path(env).exists():
             raise ModelError(f"${WEIGHTS_ENV}={env}: file not found; fix the variable or unset it")
         return env
-    for directory in (Path.cwd() / "weights", REPO_WEIGHTS_DIR):
-        candidates = sorted(directory.glob("yolo*.pt")) if directory.is_dir() else []
-        if candidates:
-            return str(candidates[0])
+    for directory in dict.fromkeys((REPO_WEIGHTS_DIR, Path.cwd() / "weights")):
+        shipped = directory / SHIPPED_YOLO_NAME
+        if shipped.is_file():
+            digest = file_sha256(shipped)
+            if digest != SHIPPED_YOLO_SHA256:
+                raise ModelError(f"YOLO weights {shipped}: not the shipped file (sha256 {digest[:12]}..., expected "
+                                 f"{SHIPPED_YOLO_SHA256[:12]}...; damaged, or a Git LFS pointer): restore it with "
+                                 f"`git checkout -- weights/{SHIPPED_YOLO_NAME}`, or pass --yolo-weights PATH")
+            return str(shipped)
     return DEFAULT_YOLO_NAME
+
+
+def _check_download_allowed(weights: str) -> None:
+    """The default never downloads silently, and not at all where the user said offline."""
+    if Path(weights).exists():
+        return
+    if os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelError(f"YOLO weights {weights}: not found locally and $YOLO_OFFLINE is set, so it is not downloaded; "
+                         f"pass --yolo-weights PATH or set ${WEIGHTS_ENV}")
+    log.warning("YOLO weights %s are not on this machine: Ultralytics will try to download them", weights)
 
 
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
@@ -130,12 +149,6 @@ def select_device(device: str | None = None) -> str:
     elif device not in ("cpu", "mps"):
         raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
     return str(device)
-
-
-def check_imgsz(imgsz: int) -> int:
-    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or not (32 <= imgsz <= 4096):
-        raise OptionsError(f"image size must be an integer between 32 and 4096 pixels, got {imgsz!r}")
-    return imgsz
 
 
 class StreamTracker:
@@ -175,8 +188,8 @@ class Perception:
         self,
         weights: str | os.PathLike | None = None,
         *,
-        imgsz: int = DEFAULT_IMGSZ,
-        conf: float = DEFAULT_CONF,
+        imgsz: int = CaptionOptions.imgsz,
+        conf: float = CaptionOptions.conf,
         iou: float = 0.7,
         device: str | None = None,
         feature_layers: Sequence[int] = DEFAULT_FEATURE_LAYERS,
@@ -184,12 +197,11 @@ class Perception:
     ):
         from ultralytics import YOLO
 
-        self.imgsz = check_imgsz(imgsz)
-        if not (0.0 < conf < 1.0):
-            raise OptionsError(f"confidence threshold must be in (0, 1), got {conf!r}")
-        self.conf, self.iou, self.tracker_cfg = float(conf), float(iou), tracker
+        CaptionOptions(imgsz=imgsz, conf=conf, device=device)  # the one place options are checked
+        self.imgsz, self.conf, self.iou, self.tracker_cfg = imgsz, float(conf), float(iou), tracker
         self.device = select_device(device)
         self.weights_path = resolve_weights(weights)
+        _check_download_allowed(self.weights_path)
         try:
             self.yolo = YOLO(self.weights_path)
         except Exception as exc:  # offline download failures, corrupt files, wrong format

@@ -6,18 +6,18 @@ token = [ pooled YOLO features (D) | per-class log-count (80) | per-class max co
 
 The detection and motion parts are what a caption may be grounded in; the pooled features add
 appearance. Human-caption training pairs have no video, so their tokens are synthesised from
-pseudo-detections with the visual part zeroed and the flag at 0 (modality dropout).
+pseudo-detections with the visual part zeroed and the flag at 0 (modality dropout; see
+``training/pairs.synthetic_tokens``).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .coco import CLASS_INDEX, NUM_CLASSES
+from .coco import NUM_CLASSES
 from .features import FrameFeatures
 
 C = NUM_CLASSES
@@ -148,41 +148,3 @@ def salient_classes(class_ids: np.ndarray, slot_features: np.ndarray, max_classe
     confident detection, the top ``max_classes`` by salience (slots are already ordered)."""
     keep = [int(c) for c, f in zip(class_ids, slot_features) if f[3] >= min_share and f[1] >= min_conf]
     return keep[:max_classes]
-
-
-# ---- synthetic tokens for caption-corpus pairs (no video) ------------------------------------
-
-def synthetic_tokens(classes: dict[str, int], embedding_dim: int, rng: random.Random, num_frames: int = 8,
-                     distractor_pool: list[str] | None = None) -> np.ndarray:
-    """Pseudo-detections for a sentence that mentions ``classes`` (name -> count).
-
-    Noise is only *added* (extra low-salience distractor classes, jittered counts/confidence,
-    brief drop-outs) and never removes a mentioned class from most frames, so the decoder is
-    never taught to name an object the detector did not see.
-    """
-    layout = TokenLayout(embedding_dim)
-    tokens = np.zeros((num_frames, layout.dim), np.float32)  # visual part zero, flag 0
-    for name, count in classes.items():
-        c = CLASS_INDEX[name]
-        conf = rng.uniform(0.45, 0.95)
-        area = rng.uniform(0.03, 0.35) if name == "person" else rng.uniform(0.01, 0.25)
-        drop = rng.uniform(0.0, 0.2)
-        for t in range(num_frames):
-            if t > 0 and rng.random() < drop:
-                continue  # detector flicker
-            n = max(1, count + (rng.choice((-1, 0, 0, 1)) if count > 1 else 0))
-            tokens[t, layout.counts.start + c] = math.log1p(n)
-            tokens[t, layout.conf.start + c] = float(np.clip(conf + rng.gauss(0, 0.05), 0.25, 1.0))
-            tokens[t, layout.area.start + c] = math.sqrt(min(1.0, area * n ** 0.5 * rng.uniform(0.8, 1.2)))
-            tokens[t, layout.velocity.start + c] = rng.gauss(0, 0.05)
-            tokens[t, layout.growth.start + c] = rng.gauss(0, 0.05)
-    pool = [p for p in (distractor_pool or []) if p not in classes]
-    for name in rng.sample(pool, k=min(len(pool), rng.choice((0, 0, 1, 1, 2)))):
-        c = CLASS_INDEX[name]
-        conf = rng.uniform(0.25, 0.5)
-        for t in range(num_frames):
-            if rng.random() < 0.5:
-                tokens[t, layout.counts.start + c] = math.log1p(1)
-                tokens[t, layout.conf.start + c] = conf
-                tokens[t, layout.area.start + c] = math.sqrt(rng.uniform(0.001, 0.02))
-    return tokens

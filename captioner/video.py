@@ -1,9 +1,14 @@
-"""Stage 1 of the data path: open a source, report what it is, yield sampled frames.
+"""Stage 1 of the data path: open a source, report what it is, yield its frames with true times.
 
-A source is a file path, a webcam index (``0`` or ``"0"``) or a stream URL (``rtsp://...``).
-Frames are sampled at a target analysis rate using the container's own timestamps, so
-variable-frame-rate files and 1-2 fps clips keep their true times. Frames that are skipped are
-only *grabbed* (demuxed and decoded by FFmpeg) and never converted to BGR or copied.
+A source is a video file, a still image, a webcam index (``0`` or ``"0"``) or a stream URL
+(``rtsp://...``, ``http://...``). ``VideoSource.frames(wants=...)`` yields every frame's
+timestamp (from the container, so variable-frame-rate files and 1-2 fps clips keep their true
+times) but converts to BGR only the frames ``wants`` asks for: the others are only *grabbed*
+(demuxed and decoded by FFmpeg), never converted or copied.
+
+``FrameSampler`` decides which frames are analysed: one per ``1 / target_fps`` seconds. The
+offline path and a live stream use the same sampler on the same timestamps, so they analyse the
+same frames.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 # FFmpeg and OpenCV print warnings for every damaged packet; our VideoError says what matters
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 Source = Union[str, os.PathLike, int]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif", ".ts", ".3gp", ".y4m")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_SIDE_PX = 16384  # larger frames are almost surely a corrupt header, and would not fit in memory anyway
 DEFAULT_ANALYSIS_FPS = 4.0
 TRUNCATED_SHARE = 0.6  # decoding ends before this share of the advertised frames and duration
@@ -46,6 +52,7 @@ class VideoInfo:
     width: int
     height: int
     is_live: bool = False
+    is_image: bool = False  # a still image: one frame at t = 0, duration 0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -58,11 +65,20 @@ class SampledFrame:
 
     index: int  # position of the frame in the source's decoded-frame order
     t_sec: float  # presentation time from the container (live: seconds since opening)
-    image_bgr: np.ndarray
+    image_bgr: np.ndarray | None  # None where the frame was only grabbed (see ``VideoSource.frames``)
 
 
 def is_video_file(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_media_file(path: Path) -> bool:
+    """A file captioner reads: a video or a still image (by its extension)."""
+    return is_video_file(path) or is_image_file(path)
 
 
 def _webcam_index(source: Source) -> int | None:
@@ -84,17 +100,55 @@ def check_fps(target_fps: float | None) -> None:
         raise OptionsError(f"analysis fps must be a number in (0, 240], got {target_fps!r}")
 
 
-class VideoSource:
-    """An opened source. Use as a context manager; iterate ``frames()`` once.
+class FrameSampler:
+    """Picks frames at ``target_fps`` from a stream of timestamps (every frame when None).
 
-    >>> with VideoSource("clip.mp4", target_fps=4) as video:
-    ...     print(video.info.duration_sec)
-    ...     for frame in video.frames(): ...
+    The first frame is taken; after that, the first frame at or after each sampling instant
+    (start, start + 1/fps, ...), where a frame within half a source-frame period of an instant
+    counts as on it. The source period is ``1 / source_fps`` when the rate is known (files),
+    else the gap since the previous frame (live pushes), which is the same for a steady stream.
+    Call ``take`` once per frame, in order; ``wants`` answers the same question without
+    advancing, so a decoder can skip converting frames that will not be taken.
     """
 
-    def __init__(self, source: Source, *, target_fps: float | None = DEFAULT_ANALYSIS_FPS):
+    def __init__(self, target_fps: float | None, source_fps: float | None = None):
         check_fps(target_fps)
-        self.target_fps = target_fps
+        self.period = 1.0 / target_fps if target_fps else 0.0
+        self.source_period = 1.0 / source_fps if source_fps and math.isfinite(source_fps) and source_fps > 0 else None
+        self.next_t: float | None = None
+        self.last_t: float | None = None
+
+    def _tolerance(self, t_sec: float) -> float:
+        if self.source_period is not None:
+            return 0.5 * self.source_period
+        return 0.5 * (t_sec - self.last_t) if self.last_t is not None and t_sec > self.last_t else 0.0
+
+    def wants(self, t_sec: float) -> bool:
+        if not self.period or self.next_t is None:
+            return True
+        return t_sec + self._tolerance(t_sec) >= self.next_t
+
+    def take(self, t_sec: float) -> bool:
+        taken = self.wants(t_sec)
+        if taken and self.period:
+            tolerance = self._tolerance(t_sec)
+            if self.next_t is None:
+                self.next_t = t_sec
+            while self.next_t <= t_sec + tolerance:
+                self.next_t += self.period
+        self.last_t = t_sec
+        return taken
+
+
+class VideoSource:
+    """An opened video source. Use as a context manager; iterate ``frames()`` once.
+
+    >>> with VideoSource("clip.mp4") as video:
+    ...     print(video.info.duration_sec)
+    ...     for frame in video.frames(wants=sampler.wants): ...
+    """
+
+    def __init__(self, source: Source):
         webcam = _webcam_index(source)
         if webcam is not None:
             self.name = f"webcam {webcam}"
@@ -141,8 +195,9 @@ class VideoSource:
         duration = count / fps if (count and fps) else 0.0
         return VideoInfo(self.name, fps, count, duration, width, height, self.is_live)
 
-    def frames(self) -> Iterator[SampledFrame]:
-        """Yield frames at ``target_fps`` (every frame when None) with their true timestamps.
+    def frames(self, wants: Callable[[float], bool] | None = None) -> Iterator[SampledFrame]:
+        """Yield every frame in order with its true timestamp; ``image_bgr`` is decoded for the
+        frames ``wants(t_sec)`` accepts (all when None) and is None for the others.
 
         Raises ``VideoError`` if a file yields no frame at all or stops far short of its
         advertised length (truncated).
@@ -151,10 +206,6 @@ class VideoSource:
             raise VideoError(f"{self.name}: frames() can be iterated only once; open the source again")
         self._consumed = True
         cap, info = self._cap, self.info
-        period = 1.0 / self.target_fps if self.target_fps else 0.0
-        # a frame within half a source-frame of a sampling instant counts as on it
-        tolerance = 0.5 / info.fps if info.fps else 0.0
-        next_t = None
         index, last_t = -1, -1.0
         t_open = time.monotonic()
         while True:
@@ -163,18 +214,13 @@ class VideoSource:
             index += 1
             t_sec = self._timestamp(index, last_t, t_open)
             last_t = t_sec
-            if next_t is None:
-                next_t = t_sec
-            if period and t_sec + tolerance < next_t:
-                continue  # skipped: grabbed only, never converted or copied
-            ok, image = cap.retrieve()
-            if not ok or image is None:
-                if self.is_live:
-                    continue
-                raise VideoError(f"{self.name}: frame {index} at {t_sec:.2f}s could not be decoded (corrupt file)")
-            if period:
-                while next_t <= t_sec + tolerance:
-                    next_t += period
+            image = None
+            if wants is None or wants(t_sec):
+                ok, image = cap.retrieve()
+                if not ok or image is None:
+                    if self.is_live:
+                        continue
+                    raise VideoError(f"{self.name}: frame {index} at {t_sec:.2f}s could not be decoded (corrupt file)")
             yield SampledFrame(index=index, t_sec=t_sec, image_bgr=image)
         decoded = index + 1
         if not self.is_live:
@@ -217,7 +263,6 @@ class VideoSource:
             pass
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # leading bytes of common audio-only containers
 _AUDIO_MAGIC = ((0, b"RIFF", 8, b"WAVE"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (4, b"ftypM4A"), (0, b"\xff\xfb"), (0, b"\xff\xf3"))
 
@@ -238,24 +283,69 @@ def _why_not_video(path: Path) -> str:
     return "cannot be opened as a video (not a video file, unknown format, or corrupt/truncated)"
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, image_ok: bool = False) -> None:
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
         raise VideoError(f"{path}: is a directory, not a video file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: file is empty (0 bytes)")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise VideoError(f"{path}: is a still image, not a video")
+    if path.suffix.lower() in IMAGE_EXTENSIONS and not image_ok:
+        raise VideoError(f"{path}: is a still image, not a video (open it with video.open_source)")
+
+
+class ImageSource:
+    """A still image as a source of one frame at t = 0 (same interface as ``VideoSource``)."""
+
+    def __init__(self, source: str | os.PathLike):
+        path = Path(source)
+        self.name = str(path)
+        _check_file(path, image_ok=True)
+        # imdecode, not imread: imread cannot open non-ASCII paths on every platform
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise VideoError(f"{self.name}: cannot be read as an image (corrupt, truncated or not an image file)")
+        height, width = image.shape[:2]
+        if width > MAX_SIDE_PX or height > MAX_SIDE_PX:
+            raise VideoError(f"{self.name}: image size {width}x{height} is larger than {MAX_SIDE_PX}px a side")
+        self._image: np.ndarray | None = image
+        self.info = VideoInfo(self.name, 0.0, 1, 0.0, width, height, is_image=True)
+
+    def frames(self, wants: Callable[[float], bool] | None = None) -> Iterator[SampledFrame]:
+        if self._image is None:
+            raise VideoError(f"{self.name}: frames() can be iterated only once; open the source again")
+        image, self._image = self._image, None
+        yield SampledFrame(index=0, t_sec=0.0, image_bgr=image if wants is None or wants(0.0) else None)
+
+    def close(self) -> None:
+        self._image = None
+
+    def __enter__(self) -> "ImageSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_source(source: Source) -> VideoSource | ImageSource:
+    """A still image (by extension) as a one-frame ``ImageSource``, anything else as a ``VideoSource``."""
+    if isinstance(source, (str, os.PathLike)) and not _is_url(source) and _webcam_index(source) is None \
+            and is_image_file(Path(source)):
+        return ImageSource(source)
+    return VideoSource(source)
 
 
 def probe(source: Source) -> VideoInfo:
     """Open a source just to report its fps, frame count, duration and size."""
-    with VideoSource(source, target_fps=None) as video:
+    with open_source(source) as video:
         return video.info
 
 
 def sample_frames(source: Source, target_fps: float | None = DEFAULT_ANALYSIS_FPS) -> Iterator[SampledFrame]:
-    """Yield ``SampledFrame``s from ``source`` at ``target_fps``; the decoder is released at the end."""
-    with VideoSource(source, target_fps=target_fps) as video:
-        yield from video.frames()
+    """Yield the ``SampledFrame``s a ``FrameSampler`` at ``target_fps`` takes from ``source``;
+    the decoder is released at the end."""
+    with VideoSource(source) as video:
+        sampler = FrameSampler(target_fps, video.info.fps)
+        for frame in video.frames(wants=sampler.wants):
+            if sampler.take(frame.t_sec):
+                yield frame

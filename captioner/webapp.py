@@ -2,8 +2,9 @@
 
 - **Upload**: a video in; out come the annotated video (boxes, track ids, caption banner) with
   the captions as a subtitle track, a timeline table and json/srt/vtt downloads.
-- **Live**: webcam frames streamed to ``LiveSession.push``; each session keeps its own
-  ``LiveSession`` (tracker + LSTM state) in ``gr.State``, so two browser tabs never share one.
+- **Live**: webcam frames streamed to ``Stream.push``; each browser session keeps its own
+  ``Stream`` (tracker, sampler, LSTM state) in ``gr.State``, so two browser tabs never share one.
+  Every frame gets boxes; only frames at the model's analysis rate step the LSTM.
 - **Batch**: several videos in, one zip of every output format out, and a per-file status table
   (a file that fails is listed with its error; the others are still processed).
 
@@ -37,12 +38,15 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from .annotate import draw_annotations, render_annotated_video
+from .annotate import draw_annotations
 from .errors import CaptionerError, VideoError
-from .pipeline import CaptionPipeline, LiveSession
+from .fileio import atomic_output, write_files_atomically
+from .jobs import FileOutcome, OutputOptions, caption_file, run_each
+from .pipeline import Captioner
 from .result import Result
-from .video import DEFAULT_ANALYSIS_FPS, VIDEO_EXTENSIONS
-from .writers import WRITERS, get_writer, write_files_atomically
+from .stream import Stream
+from .video import VIDEO_EXTENSIONS
+from .writers import WRITERS
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +62,11 @@ PROGRESS_ANALYSIS_SHARE = 0.7  # of the upload progress bar; rendering the video
 
 @dataclass
 class AppConfig:
-    """Settings of one app instance (the launch flags that are not about the server)."""
+    """Settings of one app instance (the launch flags that are not about the server). Caption
+    settings (window, beam, live refresh) are the models' ``CaptionOptions``."""
 
-    fps: float = DEFAULT_ANALYSIS_FPS  # analysis frames per second for uploads and batches
-    window_sec: float = 4.0  # caption segment length
     live_stream_every_sec: float = 0.08  # how often the browser sends a webcam frame (12.5 fps at most)
     live_time_limit_sec: int = 600  # one live stream runs at most this long, then press start again
-    live_caption_every_sec: float = 1.0
     upload_concurrency: int = 2  # uploads processed at once (the model itself is used by one at a time)
     batch_concurrency: int = 1
     live_concurrency: int = 2
@@ -75,25 +77,29 @@ class AppConfig:
 
 
 class GuardedModel:
-    """A pipeline and the lock that makes one caller at a time use it."""
+    """A loaded model and the lock that makes one caller at a time use it."""
 
-    def __init__(self, model: CaptionPipeline, lock: threading.Lock | None = None):
+    def __init__(self, model: Captioner, lock: threading.Lock | None = None):
         self.model = model
         self.lock = lock or threading.Lock()
+
+    def caption(self, *args, **kwargs) -> Result:
+        """``Captioner.caption`` under the lock (writing files and encoding video run outside it)."""
+        with self.lock:
+            return self.model.caption(*args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 
 
-def readable_error(exc: BaseException, path: str | os.PathLike | None = None, name: str | None = None) -> str:
-    """An exception's message with the server-side temp path replaced by the uploaded file's name."""
-    message = str(exc).strip() or type(exc).__name__
+def readable_error(message: str, path: str | os.PathLike | None = None, name: str | None = None) -> str:
+    """An error message (``jobs.error_message``) with the server-side temp path replaced by the
+    uploaded file's name: the server's directories are nobody's business."""
+    message = message.strip()
     if path is not None and name:
         for spelling in {str(path), str(Path(path).resolve())}:
             message = message.replace(spelling, name)
-    if not isinstance(exc, CaptionerError):
-        message = f"{name + ': ' if name and name not in message else ''}could not be processed ({type(exc).__name__}: {message})"
     return message
 
 
@@ -140,7 +146,7 @@ def player_vtt(vtt_text: str) -> str:
 class LiveState:
     """Everything one browser session's live stream remembers (kept in ``gr.State``)."""
 
-    session: LiveSession | None = None
+    session: Stream | None = None
     frame_size: tuple[int, int] | None = None
     t0: float = 0.0
     frames: int = 0
@@ -168,9 +174,10 @@ class LiveState:
 class CaptionApp:
     """The request handlers; one instance per ``gr.Blocks``."""
 
-    def __init__(self, model: CaptionPipeline, live_model: CaptionPipeline | None = None,
+    def __init__(self, model: Captioner, live_model: Captioner | None = None,
                  config: AppConfig | None = None):
         self.config = config or AppConfig()
+        self.clock = time.monotonic  # when a webcam frame arrived (tests replace it)
         self.upload = GuardedModel(model)
         if live_model is None or live_model is model:
             self.live = self.upload  # one model: share its lock too
@@ -201,10 +208,13 @@ class CaptionApp:
 
     # ---- upload -----------------------------------------------------------------------------
 
-    def _caption(self, path: Path, progress: Callable[[int, int], None] | None) -> Result:
-        with self.upload.lock:
-            return self.upload.model.caption(path, fps=self.config.fps, window_sec=self.config.window_sec,
-                                             progress=progress, keep_detections=True)
+    def _caption_file(self, path: Path, name: str, out_dir: Path, stem: str, annotate: bool,
+                      on_frames: Callable[[int, int], None] | None = None,
+                      on_render: Callable[[int, int], None] | None = None) -> FileOutcome:
+        """The shared file job (``jobs.caption_file``); the model is locked only while it runs."""
+        check_video_name(path, name)
+        return caption_file(self.upload, path, OutputOptions(out_dir, "all", annotate=annotate), stem=stem,  # type: ignore[arg-type]
+                            display_name=name, progress=on_frames, annotate_progress=on_render)
 
     def caption_upload(self, video: str | None, progress=gr.Progress()):
         """Upload tab: (annotated video with subtitles, timeline rows, [json, srt, vtt], summary)."""
@@ -212,45 +222,33 @@ class CaptionApp:
             raise gr.Error("Choose a video file first (drop it on the box or click to browse).")
         path = Path(video)
         name = path.name
-        started = time.perf_counter()
-        try:
-            check_video_name(path, name)
-            out_dir = self.request_dir("upload")
-            stem = unique_stem(name, set())
-            progress(0.0, desc="Waiting for the model")
+        out_dir = self.request_dir("upload")
+        stem = unique_stem(name, set())
+        progress(0.0, desc="Waiting for the model")
 
-            def on_frames(done: int, total: int) -> None:
-                if total > 0:
-                    progress(PROGRESS_ANALYSIS_SHARE * min(done / total, 1.0), desc="Analysing frames")
+        def on_frames(done: int, total: int) -> None:
+            if total > 0:
+                progress(PROGRESS_ANALYSIS_SHARE * min(done / total, 1.0), desc="Analysing frames")
 
-            result = self._caption(path, on_frames)
-            result.video.path = name  # the upload's name, not the server's temp path
-            written = get_writer("all", out_dir)(result, out_dir / f"{stem}.mp4")
-            by_ext = {p.suffix.lstrip("."): p for p in written}
-            player_track = out_dir / f"{stem}.player.vtt"
-            write_files_atomically({player_track: player_vtt(by_ext["vtt"].read_text(encoding="utf-8"))})
+        def on_render(done: int, total: int) -> None:
+            if total > 0:
+                progress(PROGRESS_ANALYSIS_SHARE + (1 - PROGRESS_ANALYSIS_SHARE) * min(done / total, 1.0),
+                         desc="Drawing the annotated video")
 
-            def on_render(done: int, total: int) -> None:
-                if total > 0:
-                    progress(PROGRESS_ANALYSIS_SHARE + (1 - PROGRESS_ANALYSIS_SHARE) * min(done / total, 1.0),
-                             desc="Drawing the annotated video")
-
-            annotated = render_annotated_video(path, out_dir / f"{stem}.annotated.mp4", result,
-                                               result.frame_detections, progress=on_render)
-        except gr.Error:
-            raise
-        except CaptionerError as exc:
-            log.info("upload %s refused: %s", name, exc)
-            raise gr.Error(readable_error(exc, path, name), title="Cannot caption this file",
-                           print_exception=False) from None
-        except Exception as exc:  # keep serving whatever went wrong; the log has the traceback
-            log.exception("upload %s failed", name)
-            raise gr.Error(readable_error(exc, path, name), title="Captioning failed", print_exception=False) from None
-        elapsed = time.perf_counter() - started
+        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True, on_frames, on_render))
+        if not outcome.ok:
+            log.info("upload %s failed: %s", name, outcome.error)
+            raise gr.Error(readable_error(outcome.error, path, name), title="Cannot caption this file",
+                           print_exception=False)
+        result = outcome.result
+        by_ext = {p.name[len(stem) + 1:]: p for p in outcome.written}
+        player_track = out_dir / f"{stem}.player.vtt"
+        write_files_atomically({player_track: player_vtt(by_ext["vtt"].read_text(encoding="utf-8"))})
         meta = result.video
         summary = (f"**{name}**: {meta.duration_sec:.1f} s, {meta.width}x{meta.height}, "
-                   f"{len(result.segments)} segment(s); analysed at {self.config.fps:g} fps in {elapsed:.1f} s.")
-        return (gr.Video(value=str(annotated), subtitles=str(player_track)), timeline_rows(result),
+                   f"{len(result.segments)} segment(s); analysed at {self.upload.model.analysis_fps:g} fps in "
+                   f"{outcome.seconds:.1f} s.")
+        return (gr.Video(value=str(by_ext["annotated.mp4"]), subtitles=str(player_track)), timeline_rows(result),
                 [str(by_ext[f]) for f in DOWNLOAD_FORMATS], summary)
 
     # ---- batch ------------------------------------------------------------------------------
@@ -264,36 +262,35 @@ class CaptionApp:
         request = self.request_dir("batch")
         out_dir = request / "captions"
         out_dir.mkdir()
-        rows: list[list[Any]] = []
         used: set[str] = set()
-        archive_files: list[Path] = []
         n = len(files)
-        for i, item in enumerate(files):
-            path = Path(item if isinstance(item, (str, os.PathLike)) else getattr(item, "name", str(item)))
-            name = path.name
+        paths = [Path(item if isinstance(item, (str, os.PathLike)) else getattr(item, "name", str(item))) for item in files]
+
+        def job(path: Path) -> FileOutcome:
+            i, name = paths.index(path), path.name
             progress(i / n, desc=f"{name} ({i + 1}/{n})")
-            try:
-                check_video_name(path, name)
 
-                def on_frames(done: int, total: int, i=i, name=name) -> None:
-                    if total > 0:
-                        progress((i + min(done / total, 1.0)) / n, desc=f"{name} ({i + 1}/{n})")
+            def on_frames(done: int, total: int) -> None:
+                if total > 0:
+                    progress((i + min(done / total, 1.0)) / n, desc=f"{name} ({i + 1}/{n})")
 
-                result = self._caption(path, on_frames)
-                result.video.path = name
-                result.frame_detections = []  # type: ignore[attr-defined]  # not needed here
-                stem = unique_stem(name, used)
-                written = get_writer("all", out_dir)(result, out_dir / f"{stem}.mp4")
-                archive_files += written
+            return self._caption_file(path, name, out_dir, unique_stem(name, used), False, on_frames)
+
+        outcomes = run_each(paths, job)
+        rows: list[list[Any]] = []
+        archive_files: list[Path] = []
+        for path, outcome in zip(paths, outcomes):
+            name = path.name
+            if outcome.ok:
+                result = outcome.result
+                archive_files += outcome.written
                 first = result.segments[0].caption if result.segments else ""
+                stem = outcome.written[0].stem
                 rows.append([name, "ok", len(result.segments), round(result.video.duration_sec, 2),
-                             f"{stem}.{{{','.join(p.suffix.lstrip('.') for p in written)}}}; first caption: {first}"])
-            except CaptionerError as exc:
-                log.info("batch file %s failed: %s", name, exc)
-                rows.append([name, "failed", 0, None, readable_error(exc, path, name)])
-            except Exception as exc:
-                log.exception("batch file %s failed", name)
-                rows.append([name, "failed", 0, None, readable_error(exc, path, name)])
+                             f"{stem}.{{{','.join(p.suffix.lstrip('.') for p in outcome.written)}}}; first caption: {first}"])
+            else:
+                log.info("batch file %s failed: %s", name, outcome.error)
+                rows.append([name, "failed", 0, None, readable_error(outcome.error, path, name)])
         status = out_dir / "status.tsv"
         write_files_atomically({status: "\t".join(BATCH_HEADERS) + "\n" + "".join(
             "\t".join("" if v is None else " ".join(str(v).split()) for v in row) + "\n" for row in rows)})
@@ -308,7 +305,7 @@ class CaptionApp:
 
     def live_step(self, image_rgb: np.ndarray | None, state: LiveState | None):
         """Live tab, one webcam frame: (annotated frame, caption, next event, stats, state)."""
-        arrived = time.monotonic()
+        arrived = self.clock()
         if image_rgb is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
         start = time.perf_counter()
@@ -319,9 +316,7 @@ class CaptionApp:
         image_bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb[..., :3]), cv2.COLOR_RGB2BGR)
         size = (image_bgr.shape[1], image_bgr.shape[0])
         if state.session is None or state.frame_size != size:  # first frame, or the camera changed
-            state.session = self.live.model.new_session(
-                size, fps=1.0 / self.config.live_stream_every_sec, window_sec=self.config.window_sec,
-                caption_every_sec=self.config.live_caption_every_sec)
+            state.session = self.live.model.new_session(size)
             state.frame_size, state.t0 = size, arrived
         try:
             with self.live.lock:
@@ -344,14 +339,9 @@ class CaptionApp:
 
 def write_zip(zip_path: Path, files: list[Path], root: Path) -> Path:
     """Zip ``files`` (names relative to ``root``) into ``zip_path`` atomically."""
-    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path in files:
-                archive.write(path, path.relative_to(root).as_posix())
-        os.replace(tmp, zip_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, path.relative_to(root).as_posix())
     return zip_path
 
 
@@ -390,15 +380,18 @@ PAGE_CSS = """
 """
 
 
+# Real footage first (the synthetic test clip's thumbnail is a grey frame, which looks broken).
+EXAMPLE_CLIPS = ("person_enters_room.mp4",)
+
+
 def sample_examples(samples_dir: Path | None) -> list[list[str]]:
-    """Sample clips for the Upload tab's examples (an empty list when there are none yet)."""
+    """The real sample clips for the Upload tab's examples (an empty list when there are none)."""
     if samples_dir is None or not Path(samples_dir).is_dir():
         return []
-    clips = sorted(p for p in Path(samples_dir).iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    return [[str(p)] for p in clips[:8]]
+    return [[str(Path(samples_dir) / name)] for name in EXAMPLE_CLIPS if (Path(samples_dir) / name).is_file()]
 
 
-def create_app(model: CaptionPipeline, live_model: CaptionPipeline | None = None, *,
+def create_app(model: Captioner, live_model: Captioner | None = None, *,
                config: AppConfig | None = None) -> gr.Blocks:
     """Build the Blocks over already-loaded pipelines (``live_model`` e.g. at imgsz 320)."""
     app = CaptionApp(model, live_model, config)
@@ -415,8 +408,8 @@ def create_app(model: CaptionPipeline, live_model: CaptionPipeline | None = None
                         examples = sample_examples(cfg.samples_dir)
                         if examples:
                             gr.Examples(examples=examples, inputs=[video_in], label="Sample clips", elem_id="upload-examples")
-                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}. Analysed at {cfg.fps:g} frames/s "
-                                    f"in {cfg.window_sec:g} s segments.")
+                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}. Analysed at "
+                                    f"{model.analysis_fps:g} frames/s in {model.options.window_sec:g} s segments.")
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video (captions as subtitles)", interactive=False,
                                              elem_id="upload-annotated")

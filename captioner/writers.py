@@ -3,9 +3,9 @@
 >>> write = get_writer("all", "out/", show_next=True)
 >>> write(result, "clips/street.mp4")   # out/street.json, .srt, .vtt, .txt, .tsv
 
-Every file is written atomically (temporary file in the same directory, fsync, rename), and a
-run that would replace an existing file is refused *before* anything is written unless
-``overwrite=True``. When several formats are written at once, all of them are rendered and
+Every file is written atomically (``fileio.write_files_atomically``: temporary file in the same
+directory, fsync, rename), and a run that would replace an existing file is refused *before*
+anything is written unless ``overwrite=True``. When several formats are written at once, all of them are rendered and
 staged first and only then renamed into place, so a failure part-way leaves no partial output.
 
 ``parse_srt`` / ``parse_vtt`` read subtitles back strictly (tests and the web app use them to
@@ -14,135 +14,23 @@ validate what was written).
 
 from __future__ import annotations
 
-import errno
 import html
 import json
 import logging
 import math
-import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 from .errors import CaptionerError
+from .fileio import StrPath, write_files_atomically
 from .result import Result
 
 log = logging.getLogger(__name__)
 
-StrPath = str | os.PathLike  # a file or directory path
-
-
 class SubtitleParseError(CaptionerError, ValueError):
     """An SRT/VTT text is malformed (bad timestamp, missing header, cue ending before it starts)."""
-
-
-# ------------------------------------------------------------------------------------------------
-# atomic file output
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable; a no-op where directories cannot be opened (e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
-    """Create an empty, uniquely named hidden file next to ``target`` and return its path.
-
-    Created with O_EXCL and mode 0o666 so the process umask applies (``mkstemp`` would make
-    it 0o600, and the renamed output would then be unreadable to e.g. a web server).
-    """
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise CaptionerError(f"{target.parent}: could not create a temporary file next to {target.name}")
-
-
-def commit_file(tmp: Path, target: Path, *, overwrite: bool) -> None:
-    """Move a finished temporary file onto ``target`` (same directory) atomically.
-
-    Without ``overwrite`` a hard link is used, which fails if ``target`` appeared meanwhile
-    (e.g. two batch workers writing videos with the same stem): no silent clobbering. Where
-    hard links are unsupported it falls back to check-then-rename.
-    """
-    if overwrite:
-        os.replace(tmp, target)
-    else:
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
-                raise
-            if target.exists():
-                raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
-            os.replace(tmp, target)
-        else:
-            tmp.unlink()
-    _fsync_dir(target.parent)
-
-
-def check_targets(paths: Iterable[Path], *, overwrite: bool) -> None:
-    """Refuse (``CaptionerError``) if any target exists and ``overwrite`` is False, or is a directory."""
-    for path in paths:
-        if path.is_dir():
-            raise CaptionerError(f"{path} is a directory; choose another output directory or name")
-        if path.exists() and not overwrite:
-            raise CaptionerError(f"{path} exists; use --overwrite to replace it")
-
-
-def _write_staged(tmp: Path, content: str) -> None:
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def write_files_atomically(contents: dict[Path, str], *, overwrite: bool = False) -> list[Path]:
-    """Write several text files all-or-nothing (as far as the filesystem allows).
-
-    Checks every target first, stages every file as a temp file, then renames them in. On any
-    failure the temp files are removed, and (without ``overwrite``) the files this call had
-    already put in place are removed again, so nothing partial remains.
-    """
-    targets = list(contents)
-    check_targets(targets, overwrite=overwrite)
-    for directory in {t.parent for t in targets}:
-        directory.mkdir(parents=True, exist_ok=True)
-    staged: dict[Path, Path] = {}
-    committed: list[Path] = []
-    try:
-        for target, content in contents.items():
-            tmp = reserve_temp_path(target)
-            staged[target] = tmp
-            _write_staged(tmp, content)
-        for target, tmp in staged.items():
-            commit_file(tmp, target, overwrite=overwrite)
-            committed.append(target)
-    except BaseException:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
-        if not overwrite:  # only files this call created, so removing them loses nothing
-            for target in committed:
-                target.unlink(missing_ok=True)
-        raise
-    return targets
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,8 +96,14 @@ def subtitle_cues(result: Result, *, show_next: bool = False) -> list[Cue]:
 # writers
 
 
+def output_stem(video_path: StrPath | None = None, stem: str | None = None) -> str:
+    """The file stem outputs are named after: ``stem`` when given, else the video's."""
+    return stem or (Path(str(video_path)).stem if video_path is not None else "") or "output"
+
+
 class ResultWriter:
-    """Base class: renders a ``Result`` to text; ``__call__`` writes ``<output_dir>/<stem><ext>``."""
+    """Base class: renders a ``Result`` to text; ``__call__`` writes ``<output_dir>/<stem><ext>``
+    (the stem is the video's, or the ``stem`` given)."""
 
     extension: str = ""
 
@@ -221,12 +115,14 @@ class ResultWriter:
     def render(self, result: Result) -> str:
         raise NotImplementedError
 
-    def output_path(self, video_path: StrPath) -> Path:
-        stem = Path(str(video_path)).stem or "output"
-        return self.output_dir / f"{stem}.{self.extension}"
+    def output_path(self, video_path: StrPath | None = None, *, stem: str | None = None) -> Path:
+        return self.output_dir / f"{output_stem(video_path, stem)}.{self.extension}"
 
-    def __call__(self, result: Result, video_path: StrPath) -> list[Path]:
-        return write_result([self], result, video_path, overwrite=self.overwrite)
+    def output_paths(self, video_path: StrPath | None = None, *, stem: str | None = None) -> list[Path]:
+        return [self.output_path(video_path, stem=stem)]
+
+    def __call__(self, result: Result, video_path: StrPath | None = None, *, stem: str | None = None) -> list[Path]:
+        return write_result([self], result, video_path, stem=stem, overwrite=self.overwrite)
 
 
 class WriteJSON(ResultWriter):
@@ -299,12 +195,13 @@ OUTPUT_FORMATS: tuple[str, ...] = (*WRITERS, "all")
 
 
 def write_result(
-    writers: Sequence[ResultWriter], result: Result, video_path: StrPath, *, overwrite: bool = False
+    writers: Sequence[ResultWriter], result: Result, video_path: StrPath | None = None, *, stem: str | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Render every writer's output, then write them all atomically; returns the paths written."""
     contents: dict[Path, str] = {}
     for writer in writers:
-        contents[writer.output_path(video_path)] = writer.render(result)
+        contents[writer.output_path(video_path, stem=stem)] = writer.render(result)
     paths = write_files_atomically(contents, overwrite=overwrite)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
@@ -317,17 +214,18 @@ class WriteAll:
         self.writers = [cls(output_dir, show_next=show_next, overwrite=overwrite) for cls in WRITERS.values()]
         self.overwrite = overwrite
 
-    def output_paths(self, video_path: StrPath) -> list[Path]:
-        return [w.output_path(video_path) for w in self.writers]
+    def output_paths(self, video_path: StrPath | None = None, *, stem: str | None = None) -> list[Path]:
+        return [w.output_path(video_path, stem=stem) for w in self.writers]
 
-    def __call__(self, result: Result, video_path: StrPath) -> list[Path]:
-        return write_result(self.writers, result, video_path, overwrite=self.overwrite)
+    def __call__(self, result: Result, video_path: StrPath | None = None, *, stem: str | None = None) -> list[Path]:
+        return write_result(self.writers, result, video_path, stem=stem, overwrite=self.overwrite)
 
 
 def get_writer(
     output_format: str, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False
-) -> Callable[[Result, StrPath], list[Path]]:
-    """A callable ``(result, video_path) -> [paths written]`` for one format or ``"all"``."""
+) -> ResultWriter | WriteAll:
+    """A callable ``(result, video_path=None, *, stem=None) -> [paths written]`` for one format or
+    ``"all"``; ``output_paths(...)`` says which files it would write."""
     fmt = output_format.lower().lstrip(".")
     if fmt == "all":
         return WriteAll(output_dir, show_next=show_next, overwrite=overwrite)

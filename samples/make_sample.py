@@ -18,7 +18,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from captioner.annotate import AnnotatedVideoWriter  # noqa: E402
-from captioner.synthetic import Sprite, asset, render_frame  # noqa: E402
+from captioner.training.synthetic import Sprite, asset, render_frame  # noqa: E402
 
 WIDTH, HEIGHT, FPS, DURATION_SEC = 640, 360, 25, 12.0
 

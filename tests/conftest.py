@@ -10,11 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAPTIONER_SHARED", REPO.parent / "shared"))
-SHARED_WEIGHTS = SHARED / "weights" / "yolo11n-coco-int8w.pt"
 
-# Tests run offline: use the shared weights when nothing else was configured.
-if not os.environ.get("CAPTIONER_YOLO_WEIGHTS") and SHARED_WEIGHTS.exists():
-    os.environ["CAPTIONER_YOLO_WEIGHTS"] = str(SHARED_WEIGHTS)
+# Tests run offline, with the YOLO weights shipped in weights/ (as a fresh clone does).
 if not os.environ.get("NLTK_DATA") and (SHARED / "data" / "nltk_data").exists():
     os.environ["NLTK_DATA"] = str(SHARED / "data" / "nltk_data")
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -42,7 +39,7 @@ def perception():
 @pytest.fixture(scope="session")
 def synthetic_clip(tmp_path_factory) -> Path:
     """6 s, 10 fps, 640x360: a bus photo moving right, a photo of two men moving left."""
-    from captioner.synthetic import make_clip
+    from captioner.training.synthetic import make_clip
 
     return make_clip(tmp_path_factory.mktemp("clips") / "bus_people.mp4", duration_sec=6.0, fps=10.0)
 
@@ -60,10 +57,10 @@ def ffmpeg_exe() -> str:
 @pytest.fixture(scope="session")
 def model():
     """The shipped caption model with YOLO at imgsz 320, loaded once for the whole run."""
+    import captioner
     from captioner.errors import ModelError
-    from captioner.pipeline import load_model
 
     try:
-        return load_model(imgsz=320)
+        return captioner.load_model(imgsz=320)
     except ModelError as exc:
         pytest.skip(f"needs the trained caption model and YOLO weights: {exc}")

@@ -62,7 +62,7 @@ def client(server, tmp_path):
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory) -> Path:
-    from captioner.synthetic import make_clip
+    from captioner.training.synthetic import make_clip
 
     return make_clip(tmp_path_factory.mktemp("short") / "short.mp4", duration_sec=3.0, fps=10.0, width=480, height=270)
 
@@ -197,7 +197,7 @@ def test_four_simultaneous_uploads(server, short_clip, tmp_path):
 
 def _frames(kind: str, n: int, size=(480, 270)) -> list[np.ndarray]:
     """RGB frames: 'scene' = the bus and people moving; 'empty' = plain grey."""
-    from captioner.synthetic import default_sprites, render_frame
+    from captioner.training.synthetic import default_sprites, render_frame
 
     width, height = size
     if kind == "empty":
@@ -210,24 +210,27 @@ def test_live_sessions_are_separate(demo):
     """Two sessions' states never share objects, and each sees only its own frames."""
     app = demo.caption_app
     scene, empty = _frames("scene", 8), _frames("empty", 8)
+    clock = iter(np.arange(0, 10, 0.075))  # both webcams send a frame every 0.15 s
+    app.clock = lambda: float(next(clock))
     state_a = state_b = None
     for frame_a, frame_b in zip(scene, empty):
         image_a, caption_a, next_a, stats_a, state_a = app.live_step(frame_a, state_a)
         image_b, caption_b, next_b, stats_b, state_b = app.live_step(frame_b, state_b)
     assert state_a is not state_b
     assert state_a.session is not state_b.session
-    assert state_a.session.tracker is not state_b.session.tracker
-    assert state_a.session.state is not state_b.session.state
-    assert state_a.session.state.window is not state_b.session.state.window
+    assert state_a.session.perception.tracker is not state_b.session.perception.tracker
+    assert state_a.session.tokenizer is not state_b.session.tokenizer
+    assert state_a.session.window is not state_b.session.window
     assert state_a.frames == state_b.frames == 8
+    assert len(state_a.session.window) == 5  # 1.05 s of frames at 0.15 s: analysed at 4 fps, not 6.7
     assert caption_a and caption_b and caption_a != caption_b
     assert "no objects" in caption_b
     assert image_a.shape == scene[0].shape and image_a.dtype == np.uint8
     assert not np.array_equal(image_a, scene[-1])  # boxes and the caption banner were drawn
     assert "ms/frame" in stats_a and "fps" in stats_a
     # A's tracker saw the bus and people; B's never saw anything
-    seen_a = {int(t) for f in state_a.session.state.window for t in f.detections.track_id if t >= 0}
-    seen_b = {int(t) for f in state_b.session.state.window for t in f.detections.track_id if t >= 0}
+    seen_a = {int(t) for f in state_a.session.window for t in f.detections.track_id if t >= 0}
+    seen_b = {int(t) for f in state_b.session.window for t in f.detections.track_id if t >= 0}
     assert seen_a and not seen_b
 
 

@@ -60,7 +60,7 @@ def artifacts(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fake_camera(artifacts) -> Path:
-    from captioner.synthetic import default_sprites, render_frame
+    from captioner.training.synthetic import default_sprites, render_frame
 
     width, height = Y4M_SIZE
     sprites = default_sprites(width, height, Y4M_SEC)
@@ -72,7 +72,7 @@ def fake_camera(artifacts) -> Path:
 def browser_clip(artifacts) -> Path:
     """The synthetic scene as H.264 (what browsers play; OpenCV's mp4v is not playable in Chromium)."""
     from captioner.annotate import AnnotatedVideoWriter, _find_ffmpeg
-    from captioner.synthetic import default_sprites, render_frame
+    from captioner.training.synthetic import default_sprites, render_frame
 
     if _find_ffmpeg() is None:
         pytest.skip("no FFmpeg with libx264 to make a browser-playable clip")

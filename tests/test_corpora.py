@@ -1,4 +1,5 @@
-"""Caption corpora: readers, video-level splits, and grounding sentences in COCO classes.
+"""Caption corpora (training/corpora.py, lexicon.py, pairs.py): readers, video-level splits, and
+grounding sentences in COCO classes.
 
 Readers and splits need nothing outside the repo. Grounding needs NLTK's WordNet (the
 ``lexicon`` fixture skips without it); the real-corpus test needs ../shared.
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from captioner import corpora
-from captioner.corpora import (
-    CaptionRecord, load_shared_corpora, mentioned_objects, object_noun_classes, read_captions, read_dense_json,
-    read_didemo_tsv, read_msrvtt_csv, read_msrvtt_json, read_msvd_tsv, read_user_captions, split_of,
-    text_training_pairs, unseeable_nouns,
+from captioner.training import lexicon as lexicon_module
+from captioner.training.corpora import (
+    CaptionRecord, load_shared_corpora, read_captions, read_dense_json, read_didemo_tsv, read_msrvtt_csv,
+    read_msrvtt_json, read_msvd_tsv, read_user_captions, split_of,
 )
+from captioner.training.lexicon import mentioned_objects
+from captioner.training.pairs import object_noun_classes, text_training_pairs, unseeable_nouns
 from captioner.errors import CaptionerError
 from captioner.vocab import tokenize
 
@@ -183,10 +185,10 @@ def test_split_pinned_values() -> None:
 
 
 @pytest.fixture(scope="module")
-def lexicon() -> corpora.NounLexicon:
-    if not corpora.wordnet_available():
+def lexicon() -> lexicon_module.NounLexicon:
+    if not lexicon_module.wordnet_available():
         pytest.skip("needs NLTK WordNet data: set NLTK_DATA (e.g. ../shared/data/nltk_data); not found")
-    return corpora.default_lexicon()
+    return lexicon_module.default_lexicon()
 
 
 def objects(sentence: str, **kw) -> list[tuple[str, str | None, int]]:
@@ -314,7 +316,7 @@ def test_missing_wordnet_raises_clear_error(tmp_path: Path) -> None:
     while reading and tokenising still work."""
     code = (
         "import nltk; nltk.data.path[:] = []\n"
-        "from captioner import corpora\n"
+        "from captioner.training import lexicon as corpora\n"
         "from captioner.vocab import tokenize\n"
         "assert tokenize('a man') == ['a', 'man']\n"
         "assert corpora.wordnet_available() is False\n"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from captioner.coco import COCO_CLASSES, NOUN_TO_CLASS, class_word
-from captioner.describe import EMPTY_SCENE, all_descriptions, describe_events, noun_phrase
+from captioner.training.describe import EMPTY_SCENE, all_descriptions, describe_events, noun_phrase
 from captioner.events import Event, window_events
 from captioner.features import FrameFeatures
 from captioner.perception import Detections

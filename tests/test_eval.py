@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from captioner.eval import auroc, format_table, micro_f1, presence_gain_interval
+from captioner.training.eval import auroc, format_table, micro_f1, presence_gain_interval
 
 
 def test_micro_f1_pools_every_step_and_class():

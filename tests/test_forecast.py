@@ -9,7 +9,7 @@ import pytest
 
 from captioner.coco import CLASS_INDEX, NUM_CLASSES
 from captioner.features import FrameFeatures
-from captioner.forecast import (DIRECTIONS, EDGE_ENTER_SCORE, HORIZON_SEC, NextEventScores, constant_velocity_baseline,
+from captioner.training.forecast import (DIRECTIONS, EDGE_ENTER_SCORE, HORIZON_SEC, NextEventScores, constant_velocity_baseline,
                                 persistence_baseline, targets_for_window)
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 

@@ -9,14 +9,15 @@ import torch
 
 from captioner.checkpoint import check_backbone, load_checkpoint, save_checkpoint
 from captioner.coco import CLASS_INDEX, NUM_CLASSES
-from captioner.corpora import TextPair
+from captioner.training.pairs import TextPair
 from captioner.decoding import Grounding, beam_search, forecast_events
 from captioner.errors import ModelError
 from captioner.model import (NUM_DIRECTIONS, PRESENCE_STATS, SHARE_SPANS, STAT_CONF, STAT_RECENT_SHARE, STYLE_HUMAN,
                              CaptionModel, ModelConfig, presence_stats)
 from captioner.perception import BackboneInfo
-from captioner.tokens import segment_slots, synthetic_tokens
-from captioner.train import TrainConfig, TrainingData, text_batch, train_model
+from captioner.tokens import segment_slots
+from captioner.training.pairs import synthetic_tokens
+from captioner.training.train import TrainConfig, TrainingData, text_batch, train_model
 from captioner.vocab import Vocabulary
 
 EMB = 16
@@ -42,8 +43,8 @@ def test_shapes():
     states, (h, c) = model.encode(tokens)
     assert states.shape == (3, 7, 32) and h.shape == (1, 3, 32)
     nxt = model.predict_next(states, tokens)
-    assert nxt["presence"].shape == (3, 7, NUM_CLASSES) and nxt["enter"].shape == (3, 7, NUM_CLASSES)
-    assert nxt["direction"].shape == (3, 7, NUM_DIRECTIONS)
+    assert nxt.presence.shape == (3, 7, NUM_CLASSES) and nxt.enter.shape == (3, 7, NUM_CLASSES)
+    assert nxt.direction.shape == (3, 7, NUM_DIRECTIONS)
     # stepping frame by frame equals running the whole sequence (live == offline)
     state, stepped = None, []
     for t in range(7):
@@ -93,8 +94,8 @@ def test_presence_is_scored_the_same_way_for_every_class():
     swapped[0, :, counts.start + 7], swapped[0, :, conf.start + 7] = 0.69, 0.9  # the same evidence for class 7
     states = torch.zeros(1, 6, cfg.hidden)  # same scene summary for both
     bias = model.next_head.presence_bias.detach()
-    a = model.predict_next(states, tokens)["presence"][0, -1] - bias
-    b = model.predict_next(states, swapped)["presence"][0, -1] - bias
+    a = model.predict_next(states, tokens).presence[0, -1] - bias
+    b = model.predict_next(states, swapped).presence[0, -1] - bias
     assert a[2].item() == pytest.approx(b[7].item(), abs=1e-6) and a[7].item() == pytest.approx(b[2].item(), abs=1e-6)
     assert a[2] != a[7]
 
@@ -135,7 +136,7 @@ def tiny():
 
 def test_save_load_round_trip(tiny, tmp_path):
     model, vocab, data = tiny
-    path = save_checkpoint(tmp_path / "m.pt", model, vocab, data.word_class, ["water"], BACKBONE, {"note": "test"})
+    path = save_checkpoint(tmp_path / "m.pt", model, vocab, data.word_class, ["water"], BACKBONE, {"note": "test"}, 4.0)
     assert not list(tmp_path.glob("*.tmp"))
     loaded = load_checkpoint(path)
     assert loaded.vocab.itos == vocab.itos and loaded.training == {"note": "test"}
@@ -150,7 +151,7 @@ def test_save_load_round_trip(tiny, tmp_path):
 
 def test_a_checkpoint_from_another_model_version_is_refused_clearly(tiny, tmp_path):
     model, vocab, data = tiny
-    path = save_checkpoint(tmp_path / "old.pt", model, vocab, data.word_class, [], BACKBONE, {})
+    path = save_checkpoint(tmp_path / "old.pt", model, vocab, data.word_class, [], BACKBONE, {}, 4.0)
     payload = torch.load(path, weights_only=True)
     payload["state_dict"] = {k.replace("presence_net", "presence_mlp"): v for k, v in payload["state_dict"].items()}
     torch.save(payload, path)

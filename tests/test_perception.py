@@ -2,15 +2,17 @@ import numpy as np
 import pytest
 
 from captioner.errors import ModelError, OptionsError
-from captioner.features import analyse_frames
-from captioner.perception import DEFAULT_YOLO_NAME, WEIGHTS_ENV, Perception, resolve_weights
-from captioner.synthetic import default_sprites, make_clip, render_frame
+from captioner.features import PerceptionStream
+from captioner.perception import (DEFAULT_YOLO_NAME, SHIPPED_YOLO_NAME, WEIGHTS_ENV, Perception, file_sha256,
+                                  resolve_weights)
+from captioner.training.synthetic import default_sprites, make_clip, render_frame
 from captioner.video import sample_frames
 
 
 @pytest.fixture(scope="module")
 def clip_features(perception, synthetic_clip):
-    return list(analyse_frames(sample_frames(synthetic_clip, 4.0), perception, analysis_fps=4.0))
+    stream = PerceptionStream(perception, analysis_fps=4.0)
+    return [stream.push(f.image_bgr, f.t_sec, f.index) for f in sample_frames(synthetic_clip, 4.0)]
 
 
 def _track_centres(frames, class_name):
@@ -115,17 +117,30 @@ def test_two_streams_processed_alternately_never_mix_ids(perception, synthetic_c
 def test_weights_resolution_order(tmp_path, monkeypatch):
     explicit, env = tmp_path / "explicit.pt", tmp_path / "env.pt"
     explicit.write_bytes(b"x"), env.write_bytes(b"x")
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "yolo_local.pt").write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(WEIGHTS_ENV, str(env))
     assert resolve_weights(explicit) == str(explicit)
+    assert resolve_weights("yolo11n.pt") == "yolo11n.pt"  # an Ultralytics name: fetched where online
     assert resolve_weights(None) == str(env)
     monkeypatch.delenv(WEIGHTS_ENV)
-    assert resolve_weights(None).endswith("yolo_local.pt")
-    (tmp_path / "weights" / "yolo_local.pt").unlink()
+    # then the shipped backbone in weights/, checked by content
+    shipped = resolve_weights(None)
+    assert shipped.endswith(f"weights/{SHIPPED_YOLO_NAME}") and file_sha256(shipped).startswith("3810b271")
     monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
     assert resolve_weights(None) == DEFAULT_YOLO_NAME
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / SHIPPED_YOLO_NAME).write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(ModelError, match="not the shipped file"):
+        resolve_weights(None)
+
+
+def test_default_never_downloads_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(ModelError, match="YOLO_OFFLINE is set, so it is not downloaded"):
+        Perception()
 
 
 def test_missing_or_broken_weights_give_clear_errors(tmp_path, monkeypatch):

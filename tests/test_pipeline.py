@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from captioner import cli
-from captioner.pipeline import NOTHING_SEEN, AnalysedFrame, frames_at_rate, merge_segments
+from captioner.pipeline import merge_segments
+from captioner.stream import NOTHING_SEEN
 from captioner.result import Evidence, Segment
 from captioner.writers import parse_srt, parse_vtt
 
@@ -22,14 +23,14 @@ SAMPLE = REPO / "samples" / "bus_people.mp4"
 def sample(tmp_path_factory):
     if SAMPLE.exists():
         return SAMPLE
-    from captioner.synthetic import make_clip
+    from captioner.training.synthetic import make_clip
 
     return make_clip(tmp_path_factory.mktemp("s") / "bus_people.mp4", duration_sec=8, fps=10)
 
 
 def test_caption_returns_grounded_timed_segments(model, sample):
     calls = []
-    result = model.caption(sample, fps=4.0, window_sec=4.0, progress=lambda d, t: calls.append((d, t)))
+    result = model.caption(sample, window_sec=4.0, progress=lambda d, t: calls.append((d, t)))
     assert result.segments and calls and calls[-1][0] == calls[-1][1]
     for a, b in zip(result.segments, result.segments[1:]):
         assert a.end <= b.start + 1e-6 and a.caption != b.caption  # identical neighbours were merged
@@ -54,7 +55,7 @@ def test_live_sessions_have_their_own_state(model, sample):
         frames.append(image)
     a = model.new_session((frames[0].shape[1], frames[0].shape[0]))
     b = model.new_session((frames[0].shape[1], frames[0].shape[0]))
-    assert a.tracker is not b.tracker and a.state is not b.state
+    assert a.perception.tracker is not b.perception.tracker and a.tokenizer is not b.tokenizer
     blank = np.full_like(frames[0], 114)
     for i, image in enumerate(frames):
         ua = a.push(image, i * 0.25)
@@ -62,7 +63,8 @@ def test_live_sessions_have_their_own_state(model, sample):
     assert len(ua.detections) > 0 and ua.caption and ua.caption != NOTHING_SEEN
     assert len(ub.detections) == 0 and ub.caption == NOTHING_SEEN  # b never saw a's frames
     updates = list(model.stream((img, i * 0.25) for i, img in enumerate(frames[:5])))
-    assert len(updates) == 5 and all(u.server_ms > 0 for u in updates)
+    assert len(updates) == 6 and all(u.server_ms > 0 and u.analysed for u in updates[:5])
+    assert updates[-1].segment is not None and updates[-1].segment.end == pytest.approx(1.25)  # the open window, closed
 
 
 def test_merge_segments_joins_identical_neighbours():
@@ -132,20 +134,3 @@ def test_cli_annotate_writes_a_playable_video_at_source_rate(sample, tmp_path):
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(src.get(cv2.CAP_PROP_FPS), rel=0.01)
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == src.get(cv2.CAP_PROP_FRAME_COUNT)
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
-
-
-def test_forecast_frames_are_thinned_to_the_analysis_rate():
-    """A live stream at 10 fps is asked what happens next with frames ~0.25 s apart, as trained."""
-    from captioner.perception import Detections
-
-    frames = [AnalysedFrame(i / 10, Detections.empty(), np.zeros(1, np.float32), None) for i in range(50)]
-    picked = frames_at_rate(frames, 4.0, 16)
-    times = [round(f.t_sec, 2) for f in picked]
-    assert times[-1] == 4.9 and len(picked) == 16
-    assert all(0.19 <= b - a <= 0.31 for a, b in zip(times, times[1:]))
-    assert times[0] == pytest.approx(4.9 - 15 / 4, abs=0.051)  # 16 frames span 3.75 s, as at 4 fps
-    at_rate = [AnalysedFrame(i / 4, Detections.empty(), np.zeros(1, np.float32), None) for i in range(10)]
-    assert frames_at_rate(at_rate, 4.0, 16) == at_rate  # at the analysis rate nothing is dropped
-    sparse = [AnalysedFrame(i / 2, Detections.empty(), np.zeros(1, np.float32), None) for i in range(20)]
-    assert frames_at_rate(sparse, 4.0, 16) == sparse[-16:]  # slower than the analysis rate: nothing dropped
-    assert frames_at_rate([], 4.0, 16) == []

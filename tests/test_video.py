@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from captioner.errors import OptionsError, VideoError
-from captioner.synthetic import make_clip
-from captioner.video import VideoSource, probe, sample_frames
+from captioner.training.synthetic import make_clip
+from captioner.video import FrameSampler, VideoSource, probe, sample_frames
 
 
 def test_probe_reports_fps_count_duration_size(synthetic_clip):
@@ -74,19 +74,35 @@ class CountingCapture:
 
 
 def test_skipped_frames_are_never_converted(synthetic_clip):
-    with VideoSource(synthetic_clip, target_fps=2.0) as video:
+    with VideoSource(synthetic_clip) as video:
+        sampler = FrameSampler(2.0, video.info.fps)
         counting = CountingCapture(video._cap)
         video._cap = counting
-        kept = list(video.frames())
-    assert len(kept) == 12
+        every, kept = [], []
+        for frame in video.frames(wants=sampler.wants):  # wants, then take, frame by frame
+            every.append(frame)
+            if sampler.take(frame.t_sec):
+                kept.append(frame)
+    assert len(every) == 60 and len(kept) == 12
+    assert all(f.image_bgr is not None for f in kept) and sum(f.image_bgr is None for f in every) == 48
     assert counting.retrieves == len(kept)
     assert counting.grabs == 61  # every frame grabbed once, plus the final failing grab
 
 
 @pytest.mark.parametrize("fps", [0, -1, float("nan"), 1000])
-def test_absurd_fps_is_an_options_error(synthetic_clip, fps):
+def test_absurd_fps_is_an_options_error(fps):
     with pytest.raises(OptionsError, match="fps"):
-        VideoSource(synthetic_clip, target_fps=fps)
+        FrameSampler(fps)
+
+
+def test_sampler_takes_the_same_frames_with_or_without_the_source_rate():
+    """A live stream does not know its rate; the gap between frames stands in for it."""
+    times = [round(i / 29.97, 3) for i in range(300)]  # container times, rounded to the millisecond
+    known, unknown = FrameSampler(4.0, 29.97), FrameSampler(4.0)
+    assert [known.take(t) for t in times] == [unknown.take(t) for t in times]
+    sampler = FrameSampler(4.0)
+    taken = [t for t in times if sampler.take(t)]
+    assert len(taken) == 40 and all(0.2 < b - a < 0.3 for a, b in zip(taken, taken[1:]))
 
 
 def _bad_inputs(tmp_path):

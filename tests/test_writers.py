@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from captioner import writers
+from captioner import fileio, writers
 from captioner.errors import CaptionerError
 from captioner.result import SCHEMA_VERSION, Evidence, NextEvent, Result, Segment, VideoMeta
 from captioner.writers import WRITERS, SubtitleParseError, get_writer, parse_srt, parse_vtt
@@ -146,7 +146,7 @@ def test_refusal_keeps_all_existing_outputs_identical(tmp_path: Path):
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch):
-    real_write = writers._write_staged
+    real_write = fileio._write_staged
     calls = []
 
     def failing_write(tmp: Path, content: str) -> None:
@@ -157,7 +157,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch):
             raise OSError(28, "No space left on device")  # ...then the disk fills up
         real_write(tmp, content)
 
-    monkeypatch.setattr(writers, "_write_staged", failing_write)
+    monkeypatch.setattr(fileio, "_write_staged", failing_write)
     with pytest.raises(OSError, match="No space left"):
         get_writer("all", tmp_path)(make_result(), "street.mp4")
     assert len(calls) == 3
@@ -165,7 +165,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch):
 
 
 def test_failure_during_commit_rolls_back(tmp_path: Path, monkeypatch):
-    real_commit = writers.commit_file
+    real_commit = fileio.commit_file
     committed = []
 
     def failing_commit(tmp: Path, target: Path, *, overwrite: bool) -> None:
@@ -174,7 +174,7 @@ def test_failure_during_commit_rolls_back(tmp_path: Path, monkeypatch):
         real_commit(tmp, target, overwrite=overwrite)
         committed.append(target)
 
-    monkeypatch.setattr(writers, "commit_file", failing_commit)
+    monkeypatch.setattr(fileio, "commit_file", failing_commit)
     with pytest.raises(OSError, match="I/O error"):
         get_writer("all", tmp_path)(make_result(), "street.mp4")
     assert len(committed) == 2 and os.listdir(tmp_path) == []
@@ -182,13 +182,13 @@ def test_failure_during_commit_rolls_back(tmp_path: Path, monkeypatch):
 
 def test_file_created_meanwhile_is_not_clobbered(tmp_path: Path, monkeypatch):
     """A target that appears after the check (another worker) is not overwritten."""
-    real_check = writers.check_targets
+    real_check = fileio.check_targets
 
     def check_then_race(paths, *, overwrite):
         real_check(paths, overwrite=overwrite)
         (tmp_path / "street.txt").write_text("other worker\n")
 
-    monkeypatch.setattr(writers, "check_targets", check_then_race)
+    monkeypatch.setattr(fileio, "check_targets", check_then_race)
     with pytest.raises(CaptionerError, match="exists"):
         get_writer("all", tmp_path)(make_result(), "street.mp4")
     assert os.listdir(tmp_path) == ["street.txt"]

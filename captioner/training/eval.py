@@ -21,11 +21,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .coco import COCO_CLASSES
-from .dataset import ClipData, PAST_SEC, frame_window
+from ..coco import COCO_CLASSES
+from ..perception import Detections
+from ..pipeline import Captioner
+from ..stream import NOTHING_SEEN, AnalysedFrame, describe_window
+from ..tokens import salient_classes, segment_slots
+from .dataset import PAST_SEC, ClipData, frame_window
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
-from .pipeline import NOTHING_SEEN, AnalysedFrame, CaptionPipeline, StreamState
-from .tokens import FrameTokenizer, salient_classes, segment_slots, synthetic_tokens
+from .pairs import synthetic_tokens
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def caption_metrics(hypotheses: dict[str, str], references: dict[str, list[str]]
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    from .corpora import _ensure_nltk_path
+    from .lexicon import _ensure_nltk_path
 
     ids = sorted(hypotheses)
     res = {i: [hypotheses[i]] for i in ids}
@@ -87,29 +90,38 @@ def auroc(scores: np.ndarray, targets: np.ndarray) -> float:
 
 # ---- running the model the way the product does -------------------------------------------------
 
-def encode_frames(pipeline: CaptionPipeline, frames, frame_size) -> list[AnalysedFrame]:
-    state = StreamState(FrameTokenizer(frame_size, pipeline.model.cfg.embedding_dim))
-    return [pipeline._encode(state, f) for f in frames]
+def stream_segments(model: Captioner, clip: ClipData, window_sec: float = 4.0) -> list:
+    """The segments (unmerged) a ``Stream`` cuts from a clip's cached frames: the product's own
+    path from perception on (the cache holds what ``PerceptionStream`` produced)."""
+    stream = model.new_stream(clip.frame_size, model.options.replace(window_sec=window_sec), live=False)
+    segments = [u.segment for u in map(stream.push_features, clip.frames) if u.segment is not None]
+    last = stream.finish(clip.frames[-1].t_sec + 1.0 / model.analysis_fps) if clip.frames else None
+    return segments + ([last] if last is not None else [])
 
 
-def encode_tokens(pipeline: CaptionPipeline, tokens: np.ndarray) -> list[AnalysedFrame]:
-    from .perception import Detections
+def whole_clip_caption(model: Captioner, clip: ClipData) -> str:
+    """One caption for a whole clip (as ``captioner --window`` of the clip's length gives it)."""
+    duration = clip.frames[-1].t_sec + 1.0 / model.analysis_fps
+    return stream_segments(model, clip, window_sec=min(max(duration + 1.0, 0.5), 600.0))[0].caption
 
+
+def encode_tokens(model: Captioner, tokens: np.ndarray) -> list[AnalysedFrame]:
+    """Analysed frames for a token sequence without video (text-derived pairs)."""
     with torch.no_grad():
-        states, _ = pipeline.model.encode(torch.from_numpy(tokens)[None])
+        states, _ = model.trained.model.encode(torch.from_numpy(tokens)[None])
     return [AnalysedFrame(float(i), Detections.empty(), tokens[i], states[0, i]) for i in range(len(tokens))]
 
 
-def caption_object_mentions(caption: str, pipeline: CaptionPipeline) -> list[str | None]:
+def caption_object_mentions(caption: str, model: Captioner) -> list[str | None]:
     """COCO class (or None = an object no COCO class covers) of every object noun in a caption.
     Uses the WordNet lexicon when available (independent of the decoder's ban list)."""
-    from . import corpora
-    from .vocab import tokenize
+    from ..vocab import tokenize
+    from . import lexicon
 
     tokens = tokenize(caption)
-    if corpora.wordnet_available():
-        return [m.coco_class for m in corpora.mentioned_objects(tokens)]
-    vocab, grounding = pipeline.captioner.vocab, pipeline.captioner.grounding
+    if lexicon.wordnet_available():
+        return [m.coco_class for m in lexicon.mentioned_objects(tokens)]
+    vocab, grounding = model.trained.vocab, model.trained.grounding
     out: list[str | None] = []
     for t in tokens:
         i = vocab.stoi.get(t)
@@ -131,23 +143,17 @@ class WindowCaption:
     mentions: list[str | None]
 
 
-def real_window_captions(pipeline: CaptionPipeline, clips: Sequence[ClipData], window_sec: float = 4.0) -> list[WindowCaption]:
+def real_window_captions(model: Captioner, clips: Sequence[ClipData], window_sec: float = 4.0) -> list[WindowCaption]:
     out = []
+    emb = model.trained.model.cfg.embedding_dim
     for clip in clips:
-        analysed = encode_frames(pipeline, clip.frames, clip.frame_size)
-        times = clip.times_sec
-        start = times[0]
-        while start <= times[-1]:
-            lo, hi = frame_window(times, start, start + window_sec)
-            if hi > lo:
-                window = analysed[lo:hi]
-                caption, _, evidence = pipeline._caption_window(window)
-                slots, feats = segment_slots(np.stack([f.token for f in window]), pipeline.model.cfg.embedding_dim)
-                salient = [COCO_CLASSES[c] for c in salient_classes(slots, feats)]
-                mentions = [] if caption == NOTHING_SEEN else caption_object_mentions(caption, pipeline)
-                out.append(WindowCaption(clip.name, float(start), float(start + window_sec), caption, evidence.classes,
-                                         salient, mentions))
-            start += window_sec
+        tokens = {round(t, 3): tok for t, tok in zip(clip.times_sec, clip.tokens)}
+        for seg in stream_segments(model, clip, window_sec):
+            window_tokens = np.stack([tokens[t] for t in seg.evidence.frame_times_sec])
+            slots, feats = segment_slots(window_tokens, emb)
+            salient = [COCO_CLASSES[c] for c in salient_classes(slots, feats)]
+            mentions = [] if seg.caption == NOTHING_SEEN else caption_object_mentions(seg.caption, model)
+            out.append(WindowCaption(clip.name, seg.start, seg.end, seg.caption, seg.evidence.classes, salient, mentions))
     return out
 
 
@@ -176,16 +182,18 @@ def presence_gain_interval(per_clip: list[dict[str, np.ndarray]], baseline: str,
     return float(low), float(high)
 
 
-def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
-    """Model vs baselines on every time step of held-out clips that has a full horizon."""
+def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
+    """Model vs baselines on every time step of held-out clips that has a full horizon. The model
+    runs over the whole clip at once: at each step its inputs (the LSTM state, and presence
+    statistics of the last ``HISTORY_FRAMES`` tokens) are exactly a stream's at that frame."""
     names = ("model", "persistence", "constant velocity")
     per_clip = []  # one {"target" | name: {"presence" | "enter" | "leave": (steps, C)}} per clip
     for clip in clips:
         x = torch.from_numpy(clip.tokens)[None]
         with torch.no_grad():
-            states, _ = pipeline.model.encode(x)
-            predicted = {k: torch.sigmoid(v[0]).numpy() for k, v in pipeline.model.predict_next(states, x).items()
-                         if k != "direction"}
+            states, _ = model.trained.model.encode(x)
+            logits = model.trained.model.predict_next(states, x)
+            predicted = {k: torch.sigmoid(getattr(logits, k)[0]).numpy() for k in ("presence", "enter", "leave")}
         times = clip.times_sec
         collected = defaultdict(lambda: defaultdict(list))
         for i in np.flatnonzero(clip.valid):
@@ -217,7 +225,7 @@ def next_event_scores(pipeline: CaptionPipeline, clips: Sequence[ClipData]) -> d
     return out
 
 
-def text_heldout(pipeline: CaptionPipeline, pairs, max_videos: int = 600, seed: int = 0):
+def text_heldout(model: Captioner, pairs, max_videos: int = 600, seed: int = 0):
     """Caption pseudo-detections of held-out corpus videos; references = that video's kept sentences."""
     by_video: dict[str, list] = defaultdict(list)
     for p in pairs:
@@ -230,43 +238,42 @@ def text_heldout(pipeline: CaptionPipeline, pairs, max_videos: int = 600, seed: 
     for key in keys:
         group = by_video[key]
         first = group[0]
-        tokens = synthetic_tokens(first.classes, pipeline.model.cfg.embedding_dim, rng, 8, EVAL_DISTRACTORS)
-        analysed = encode_tokens(pipeline, tokens)
-        caption, _, evidence = pipeline._caption_window(analysed)
+        emb = model.trained.model.cfg.embedding_dim
+        tokens = synthetic_tokens(first.classes, emb, rng, 8, EVAL_DISTRACTORS)
+        caption, _, evidence = describe_window(model.trained, encode_tokens(model, tokens), model.options)
         hyps[key] = caption
         refs[key] = [" ".join(p.tokens) for p in group]
-        slots, feats = segment_slots(tokens, pipeline.model.cfg.embedding_dim)
+        slots, feats = segment_slots(tokens, emb)
         windows.append(WindowCaption(key, 0, 0, caption, evidence.classes,
                                      [COCO_CLASSES[c] for c in salient_classes(slots, feats)],
-                                     caption_object_mentions(caption, pipeline)))
+                                     caption_object_mentions(caption, model)))
     return hyps, refs, windows
 
 
-def run_eval(pipeline: CaptionPipeline, clips: Sequence[ClipData], text_pairs_test, clip_references: dict[str, list[str]],
+def run_eval(model: Captioner, clips: Sequence[ClipData], text_pairs_test, clip_references: dict[str, list[str]],
              seed: int = 0) -> dict:
-    from .vocab import tokenize
+    from ..vocab import tokenize
 
     report: dict = {}
     val = [c for c in clips if c.split == "val" and c.name in clip_references]
     if val:
         hyps, refs = {}, {}
         for clip in val:
-            analysed = encode_frames(pipeline, clip.frames, clip.frame_size)
-            hyps[clip.name] = pipeline._caption_window(analysed)[0]
+            hyps[clip.name] = whole_clip_caption(model, clip)
             refs[clip.name] = [" ".join(tokenize(r)) for r in clip_references[clip.name]]
         report["val_clips"] = {"n": len(val), "metrics": caption_metrics(hyps, refs),
                                "captions": {k: {"caption": hyps[k], "references": refs[k][:5]} for k in hyps}}
     if text_pairs_test:
-        hyps, refs, windows = text_heldout(pipeline, text_pairs_test, seed=seed)
+        hyps, refs, windows = text_heldout(model, text_pairs_test, seed=seed)
         report["text_heldout"] = {"n": len(hyps), "metrics": caption_metrics(hyps, refs), **grounding_scores(windows),
                                   "examples": [{"caption": hyps[k], "references": refs[k][:3]} for k in list(hyps)[:8]]}
     test = [c for c in clips if c.split == "test"]
     if test:
-        windows = real_window_captions(pipeline, test)
+        windows = real_window_captions(model, test)
         report["real_test_windows"] = grounding_scores(windows)
         report["real_test_windows"]["examples"] = [
             {"clip": w.clip, "start": w.start_sec, "caption": w.caption, "detected": w.detected} for w in windows[::7][:12]]
-        report["next_event"] = next_event_scores(pipeline, test)
+        report["next_event"] = next_event_scores(model, test)
     return report
 
 

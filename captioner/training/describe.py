@@ -12,8 +12,8 @@ import logging
 import random
 from typing import Sequence
 
-from .coco import class_word
-from .events import Event
+from ..coco import class_word
+from ..events import Event
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .coco import NUM_CLASSES
-from .events import TrackSummary, edge_side, motion_direction, present_class_ids, summarize_tracks
-from .features import FrameFeatures
+from ..coco import NUM_CLASSES
+from ..events import DIRECTIONS, TrackSummary, edge_side, motion_direction, present_class_ids, summarize_tracks
+from ..features import FrameFeatures
 
 log = logging.getLogger(__name__)
 
 HORIZON_SEC = 3.0
-DIRECTIONS = ("none", "left", "right", "toward", "away")
 END_SEC = 0.5  # "at the end of a window" = its last 0.5 s: two frames at 4 fps, so one missed detection is not a leave
 RECENT_SEC = 1.0  # persistence looks at the last second: recent enough to be "now", long enough to smooth flicker
 EDGE_ENTER_SCORE = 0.6  # unconfirmed detection at an edge: ByteTrack confirms a new object on its 2nd frame,

@@ -18,14 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .coco import NUM_CLASSES
+from ..coco import NUM_CLASSES
+from ..events import window_events
+from ..features import FeatureCache, FrameFeatures, VideoFeatures, extract_features
+from ..tokens import tokens_for_frames
+from ..video import is_video_file
+from ..vocab import tokenize
 from .describe import all_descriptions
-from .events import window_events
-from .features import FeatureCache, FrameFeatures, VideoFeatures, extract_features
 from .forecast import HORIZON_SEC, targets_for_window
-from .tokens import tokens_for_frames
-from .video import is_video_file
-from .vocab import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def captioned_video_ids(clip_captions_json: Path) -> set[str]:
 def distractor_pool(clips: Sequence[ClipData], top: int = 20) -> list[str]:
     """Classes the detector reports often in real clips, weighted by how often: the realistic
     "extra" detections that text-derived pairs get as noise."""
-    from .coco import COCO_CLASSES
+    from ..coco import COCO_CLASSES
 
     counts = np.zeros(NUM_CLASSES)
     for clip in clips:

@@ -20,11 +20,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..model import STYLE_EVENTS, STYLE_HUMAN, CaptionModel, ModelConfig, next_event_loss
+from ..tokens import SLOT_FEATURES, TokenLayout, segment_slots
+from ..vocab import Vocabulary
+from . import corpora, pairs
 from .dataset import (CaptionWindow, ClipData, captioned_clip_stems, captioned_video_ids, distractor_pool, load_clips,
                       video_files)
-from .model import STYLE_EVENTS, STYLE_HUMAN, CaptionModel, ModelConfig, next_event_loss
-from .tokens import SLOT_FEATURES, TokenLayout, segment_slots, synthetic_tokens
-from .vocab import Vocabulary
+from .pairs import synthetic_tokens
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class TrainConfig:
 @dataclass
 class TrainingData:
     clips: list[ClipData]
-    text_pairs: list  # corpora.TextPair, train split
+    text_pairs: list  # pairs.TextPair, train split
     text_pairs_test: list  # held-out split, for eval
     vocab: Vocabulary
     word_class: dict[str, str]
@@ -132,8 +134,6 @@ def clip_losses(model: CaptionModel, clip: ClipData, vocab: Vocabulary, cfg: Tra
 def prepare_data(video_dir: Path, captions_dir: Path | None, perception, cfg: TrainConfig,
                  user_captions: Path | None = None, progress=None) -> TrainingData:
     """Everything training needs, from the shared data (or a user's folder + caption file)."""
-    from . import corpora
-
     captioned = captioned_clip_stems(captions_dir / "clip_captions.json") if captions_dir else {}
     clips = load_clips(video_files(video_dir), perception, analysis_fps=cfg.analysis_fps, captioned=set(captioned),
                        window_sec=cfg.window_sec, stride_sec=cfg.window_stride_sec, variants=cfg.caption_variants,
@@ -144,9 +144,9 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, perception, cfg: Tr
         records += [r for r in corpora.load_shared_corpora(captions_dir) if r.video_id not in held_out]
     if user_captions:
         records += corpora.read_user_captions(user_captions, video_dir)
-    pairs, corpus_stats = corpora.text_training_pairs(records, seed=cfg.seed)
-    train_pairs = [p for p in pairs if corpora.split_of(p.video_id) == "train"]
-    test_pairs = [p for p in pairs if corpora.split_of(p.video_id) == "test"]
+    text_pairs, corpus_stats = pairs.text_training_pairs(records, seed=cfg.seed)
+    train_pairs = [p for p in text_pairs if corpora.split_of(p.video_id) == "train"]
+    test_pairs = [p for p in text_pairs if corpora.split_of(p.video_id) == "test"]
     train_clips = [c for c in clips if c.split == "train"]
     sentences = [p.tokens for p in train_pairs] + [c for clip in train_clips for w in clip.windows for c in w.captions]
     vocab = Vocabulary.build(sentences, min_count=cfg.min_word_count, max_size=cfg.max_vocab)
@@ -158,8 +158,8 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, perception, cfg: Tr
         "text_pairs_train": len(train_pairs), "text_pairs_test": len(test_pairs),
         "corpus": corpus_stats.to_dict(top=25), "vocab_size": len(vocab),
     }
-    return TrainingData(clips, train_pairs, test_pairs, vocab, corpora.object_noun_classes(words),
-                        corpora.unseeable_nouns(words), distractor_pool(train_clips), stats)
+    return TrainingData(clips, train_pairs, test_pairs, vocab, pairs.object_noun_classes(words),
+                        pairs.unseeable_nouns(words), distractor_pool(train_clips), stats)
 
 
 def train_model(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_every: int = 100) -> tuple[CaptionModel, dict]:
@@ -216,7 +216,7 @@ def _train_loop(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_ev
 def run_training(video_dir: Path, captions_dir: Path | None, out_path: Path, perception, cfg: TrainConfig,
                  user_captions: Path | None = None) -> Path:
     """The whole of ``captioner train``: data, loop, checkpoint."""
-    from .checkpoint import save_checkpoint
+    from ..checkpoint import save_checkpoint
 
     t0 = time.perf_counter()
     data = prepare_data(video_dir, captions_dir, perception, cfg, user_captions)
@@ -226,4 +226,5 @@ def run_training(video_dir: Path, captions_dir: Path | None, out_path: Path, per
     training = {"config": asdict(cfg), "data": data.stats, "prepare_seconds": round(prep_sec, 1),
                 "torch": str(torch.__version__), **history,
                 "perception": perception.settings(), "video_dir": str(video_dir)}
-    return save_checkpoint(out_path, model, data.vocab, data.word_class, data.unseeable, perception.backbone, training)
+    return save_checkpoint(out_path, model, data.vocab, data.word_class, data.unseeable, perception.backbone, training,
+                           cfg.analysis_fps)

@@ -1,0 +1,147 @@
+"""Atomic file output: every file captioner writes goes through here.
+
+A file is written to a hidden temporary file beside its target, flushed to disk, then renamed
+into place, so a crash, a kill or a full disk never leaves a half-written output, and readers
+never see one. Without ``overwrite`` an existing target is never replaced.
+
+>>> with atomic_output(Path("out/clip.json")) as tmp:
+...     tmp.write_text(text)            # renamed to out/clip.json only if this block succeeds
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import CaptionerError
+
+StrPath = str | os.PathLike  # a file or directory path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty, uniquely named hidden file next to ``target`` and return its path.
+
+    Created with O_EXCL and mode 0o666 so the process umask applies (``mkstemp`` would make
+    it 0o600, and the renamed output would then be unreadable to e.g. a web server).
+    """
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise CaptionerError(f"{target.parent}: could not create a temporary file next to {target.name}")
+
+
+def commit_file(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    """Move a finished temporary file onto ``target`` (same directory) atomically.
+
+    Without ``overwrite`` a hard link is used, which fails if ``target`` appeared meanwhile
+    (e.g. two batch workers writing videos with the same stem): no silent clobbering. Where
+    hard links are unsupported it falls back to check-then-rename.
+    """
+    if overwrite:
+        os.replace(tmp, target)
+    else:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+                raise
+            if target.exists():
+                raise CaptionerError(f"{target} exists; use --overwrite to replace it") from None
+            os.replace(tmp, target)
+        else:
+            tmp.unlink()
+    _fsync_dir(target.parent)
+
+
+def check_targets(paths: Iterable[Path], *, overwrite: bool) -> None:
+    """Refuse (``CaptionerError``) if any target exists and ``overwrite`` is False, or is a directory."""
+    for path in paths:
+        if path.is_dir():
+            raise CaptionerError(f"{path} is a directory; choose another output directory or name")
+        if path.exists() and not overwrite:
+            raise CaptionerError(f"{path} exists; use --overwrite to replace it")
+
+
+@contextmanager
+def atomic_output(target: StrPath, *, overwrite: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path to write ``target``'s content to; on success it is fsynced and
+    renamed onto ``target``, on any exception (KeyboardInterrupt included) it is deleted."""
+    target = Path(target)
+    check_targets([target], overwrite=overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = reserve_temp_path(target, suffix)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        commit_file(tmp, target, overwrite=overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_staged(tmp: Path, content: str) -> None:
+    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_files_atomically(contents: dict[Path, str], *, overwrite: bool = False) -> list[Path]:
+    """Write several text files all-or-nothing (as far as the filesystem allows).
+
+    Checks every target first, stages every file as a temp file, then renames them in. On any
+    failure the temp files are removed, and (without ``overwrite``) the files this call had
+    already put in place are removed again, so nothing partial remains.
+    """
+    targets = list(contents)
+    check_targets(targets, overwrite=overwrite)
+    for directory in {t.parent for t in targets}:
+        directory.mkdir(parents=True, exist_ok=True)
+    staged: dict[Path, Path] = {}
+    committed: list[Path] = []
+    try:
+        for target, content in contents.items():
+            tmp = reserve_temp_path(target)
+            staged[target] = tmp
+            _write_staged(tmp, content)
+        for target, tmp in staged.items():
+            commit_file(tmp, target, overwrite=overwrite)
+            committed.append(target)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        if not overwrite:  # only files this call created, so removing them loses nothing
+            for target in committed:
+                target.unlink(missing_ok=True)
+        raise
+    return targets

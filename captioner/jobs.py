@@ -1,0 +1,120 @@
+"""One file job and one error loop, shared by the CLI, the web app and batch runs.
+
+``caption_file``: caption one input -> every requested writer -> optional annotated video. All
+targets are checked before any work, and every file is written atomically, so a failure leaves
+no partial output. ``run_each`` runs a job over many inputs: one bad input is reported (named,
+with the problem) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+from .errors import CaptionerError, OptionsError
+from .fileio import check_targets
+from .options import CaptionOptions
+from .pipeline import Captioner, ProgressCallback
+from .result import Result
+from .writers import OUTPUT_FORMATS, get_writer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What a file job writes, and where."""
+
+    output_dir: Path = Path(".")
+    output_format: str = "all"  # one of writers.OUTPUT_FORMATS
+    show_next: bool = False  # add the what-happens-next line under each subtitle
+    annotate: bool = False  # also write NAME.annotated.mp4
+    overwrite: bool = False  # replace existing outputs
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise OptionsError(f"unknown output format {self.output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input: its result and files, or the error that stopped it."""
+
+    source: str
+    result: Result | None = None
+    written: list[Path] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def annotated_path(output: OutputOptions, stem: str) -> Path:
+    return output.output_dir / f"{stem}.annotated.mp4"
+
+
+def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOptions,
+                 options: CaptionOptions | None = None, *, stem: str | None = None, display_name: str | None = None,
+                 progress: ProgressCallback | None = None, annotate_progress: ProgressCallback | None = None) -> FileOutcome:
+    """Caption ``source`` and write its outputs as ``output`` says (``OUTPUT_DIR/STEM.EXT``;
+    ``stem`` defaults to the source's). ``display_name`` replaces the path recorded in the
+    result (the web app records the uploaded file's name, not its server path)."""
+    from .annotate import render_annotated_video
+
+    start = time.perf_counter()
+    stem = stem or Path(str(source)).stem or "output"
+    writer = get_writer(output.output_format, output.output_dir, show_next=output.show_next, overwrite=output.overwrite)
+    annotated = annotated_path(output, stem) if output.annotate else None
+    check_targets(writer.output_paths(stem=stem) + ([annotated] if annotated else []), overwrite=output.overwrite)  # before the work
+    result = model.caption(source, options, progress=progress, keep_detections=annotated is not None)
+    if display_name is not None:
+        result.video.path = display_name
+    written: list[Path] = []
+    if annotated is not None:
+        if result.video.fps > 0:  # a still image has no video to annotate
+            written.append(render_annotated_video(source, annotated, result, result.frame_detections,
+                                                  overwrite=output.overwrite, progress=annotate_progress))
+        result.frame_detections = []
+    try:
+        written[:0] = writer(result, stem=stem)
+    except BaseException:
+        if written and not output.overwrite:  # all or nothing: the video this job just made goes too
+            written[0].unlink(missing_ok=True)
+        raise
+    return FileOutcome(str(source), result, written, None, time.perf_counter() - start)
+
+
+def error_message(exc: BaseException, source: object) -> str:
+    """One line naming the input and the problem; no traceback for errors we raise on purpose."""
+    if isinstance(exc, CaptionerError):
+        return str(exc)
+    if isinstance(exc, PermissionError):
+        return f"{source}: permission denied (the file cannot be read)"
+    return f"{source}: unexpected {type(exc).__name__}: {exc}"
+
+
+def run_each(items: Iterable[T], job: Callable[[T], FileOutcome],
+             on_done: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+    """Run ``job`` on every item; an error becomes that item's failed outcome (an unexpected one
+    is logged with its traceback) and the loop goes on. Ctrl-C still stops the run."""
+    outcomes = []
+    for item in items:
+        start = time.perf_counter()
+        try:
+            outcome = job(item)
+        except Exception as exc:
+            if not isinstance(exc, (CaptionerError, PermissionError)):
+                log.exception("unexpected failure on %s", item)
+            outcome = FileOutcome(str(item), error=error_message(exc, item), seconds=time.perf_counter() - start)
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+    return outcomes

@@ -1,0 +1,72 @@
+"""``CaptionOptions``: every setting of a captioning run, its default and its check, in one place.
+
+The CLI, the web app and batch runs build one from their inputs; ``load_model`` takes the
+perception part (fixed once YOLO is loaded), ``Captioner.caption`` / ``Captioner.stream`` the
+rest. A bad value raises ``OptionsError`` naming the option and what is allowed, before any
+model is loaded or any file is read.
+
+The analysis frame rate is not an option: the caption model reads frames at the rate it was
+trained at, which its checkpoint records (``Captioner.analysis_fps``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import OptionsError
+
+STYLES = ("human", "events")  # phrasing learned from human captions / from event templates
+PERCEPTION_FIELDS = ("imgsz", "conf", "device")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    # perception: fixed when the model is loaded
+    imgsz: int = 640  # YOLO input size, pixels
+    conf: float = 0.25  # detection confidence threshold
+    device: str | None = None  # "cpu", "cuda", "cuda:N", "mps"; None or "auto": a GPU when there is one
+    # captions
+    window_sec: float = 4.0  # length of a caption segment
+    beam_size: int = 4  # 1 = greedy
+    style: str = "human"  # see STYLES
+    # live streams
+    caption_every_sec: float = 1.0  # how often the live caption of the last window is refreshed
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or not (32 <= self.imgsz <= 4096):
+            raise OptionsError(f"image size must be an integer between 32 and 4096 pixels, got {self.imgsz!r}")
+        if not _number(self.conf) or not (0.0 < self.conf < 1.0):
+            raise OptionsError(f"confidence threshold must be in (0, 1), got {self.conf!r}")
+        device = self.device
+        if device not in (None, "", "auto", "cpu", "mps") and not (
+                isinstance(device, str) and (device.isdigit() or device == "cuda" or
+                                             (device.startswith("cuda:") and device[5:].isdigit()))):
+            raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+        if not _number(self.window_sec) or not (0.5 <= self.window_sec <= 600):
+            raise OptionsError(f"window must be between 0.5 and 600 seconds, got {self.window_sec!r}")
+        if not isinstance(self.beam_size, int) or isinstance(self.beam_size, bool) or not (1 <= self.beam_size <= 16):
+            raise OptionsError(f"beam size must be an integer between 1 and 16, got {self.beam_size!r}")
+        if self.style not in STYLES:
+            raise OptionsError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if not _number(self.caption_every_sec) or not (0.05 <= self.caption_every_sec <= 60):
+            raise OptionsError(f"live caption refresh must be between 0.05 and 60 seconds, got {self.caption_every_sec!r}")
+
+    def replace(self, **changes: Any) -> "CaptionOptions":
+        """A copy with ``changes`` (validated); unknown names are an ``OptionsError``."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    def perception(self) -> dict[str, Any]:
+        """The settings YOLO is loaded with."""
+        return {name: getattr(self, name) for name in PERCEPTION_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

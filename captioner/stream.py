@@ -1,0 +1,217 @@
+"""Stage 7: one source's stream. Frames in; captions, forecasts and segments out.
+
+A ``Stream`` owns everything one source needs between frames: the frame sampler and the
+tracker (``features.PerceptionStream``), the token state (``tokens.FrameTokenizer``), the
+encoder LSTM state and the open caption window. Offline captioning is a stream fed from a file;
+a live session is the same stream fed frame by frame, so both analyse the same frames (those at
+the analysis rate the model was trained at) and cut the same windows:
+
+    push(image, t_sec) -> the sampler takes it? -> YOLO + tracker -> FrameFeatures
+                       -> token -> LSTM step -> window [k * window_sec, (k + 1) * window_sec)
+                       -> when a window closes: Segment(caption, next events, evidence)
+
+Frames pushed faster than the analysis rate are not analysed; a live view may still ask for
+their boxes (``detect_every_frame``). A live stream also keeps a preview caption of its last
+``window_sec`` of analysed frames, refreshed every ``caption_every_sec``, and a forecast at every
+analysed frame; the segments it closes are the ones offline captioning writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import TrainedModel
+from .coco import COCO_CLASSES
+from .decoding import beam_search, forecast_events
+from .features import FrameFeatures, PerceptionStream
+from .model import HISTORY_FRAMES, STYLE_IDS
+from .options import CaptionOptions
+from .perception import Detections, Perception
+from .result import Evidence, NextEvent, Segment
+from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
+
+NOTHING_SEEN = "no objects the detector knows are in view"
+RECENT_SEC = 1.0  # what counts as "now" for the forecast's subject counts
+MOVING_SPEED = 0.05  # frame-widths per second; slower is not "moving"
+
+
+@dataclass
+class AnalysedFrame:
+    """What a stream keeps of an analysed frame: small, no pixels."""
+
+    t_sec: float
+    detections: Detections
+    token: np.ndarray  # (F,)
+    state: torch.Tensor  # (H,) encoder output after this frame
+
+
+@dataclass
+class StreamUpdate:
+    """The outcome of pushing one frame."""
+
+    t_sec: float
+    detections: Detections  # boxes to draw on this frame
+    analysed: bool  # the frame went through the tracker, the tokenizer and the LSTM
+    caption: str  # the caption now (live: of the last window_sec; offline: of the last closed window)
+    next: list[NextEvent]  # what happens next, as of the latest analysed frame
+    caption_changed: bool
+    segment: Segment | None = None  # the window this frame closed, exactly as offline captioning writes it
+    server_ms: float = 0.0
+
+
+# ---- windows -> captions and forecasts ----------------------------------------------------------
+
+@torch.no_grad()
+def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options: CaptionOptions) -> tuple[str, float, Evidence]:
+    """Caption of a window of analysed frames: (caption, confidence, evidence)."""
+    model = trained.model
+    tokens = np.stack([f.token for f in frames])
+    slot_classes, slot_feats = segment_slots(tokens, model.cfg.embedding_dim)
+    times = [round(f.t_sec, 3) for f in frames]
+    if len(slot_classes) == 0:
+        return NOTHING_SEEN, 1.0, Evidence([], [], times)
+    states = torch.stack([f.state for f in frames])[None]
+    decoder = model.decoder
+    memory, mask, memory_proj = decoder.memory(
+        states, torch.ones(1, len(frames), dtype=torch.bool), torch.from_numpy(slot_classes)[None],
+        torch.from_numpy(slot_feats)[None], torch.ones(1, len(slot_classes), dtype=torch.bool))
+    vocab, grounding = trained.vocab, trained.grounding
+    present = set(int(c) for c in slot_classes)
+    banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3])  # pad, bos, unk
+    hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
+                       salient_classes(slot_classes, slot_feats), beam_size=options.beam_size,
+                       max_len=model.cfg.max_caption_len)
+    best = hyps[0]
+    named = best.named or present
+    track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
+                        if t >= 0 and int(c) in named})
+    classes = [COCO_CLASSES[int(c)] for c in slot_classes]
+    return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times)
+
+
+@torch.no_grad()
+def forecast_next(trained: TrainedModel, history: list[AnalysedFrame]) -> list[NextEvent]:
+    """What happens in the next ``horizon_sec``, from the last ``HISTORY_FRAMES`` analysed frames."""
+    model = trained.model
+    frames = history[-HISTORY_FRAMES:]
+    last = frames[-1]
+    tokens = torch.from_numpy(np.stack([f.token for f in frames]))[None]
+    probs = model.predict_next(torch.stack([f.state for f in frames])[None], tokens).last_step()
+    present_now: dict[int, int] = {}
+    for f in frames:
+        if f.t_sec >= last.t_sec - RECENT_SEC:
+            for c, n in zip(*np.unique(f.detections.class_id, return_counts=True)):
+                present_now[int(c)] = max(present_now.get(int(c), 0), int(n))
+    velocity = last.token[TokenLayout(model.cfg.embedding_dim).velocity]
+    moving = [c for c in present_now if abs(velocity[c]) >= MOVING_SPEED]
+    leave_side = {c: ("right" if velocity[c] > 0 else "left") for c in moving}
+    moving_class = max(moving, key=lambda c: abs(velocity[c])) if moving else None
+    return forecast_events(probs.presence, probs.enter, probs.leave, probs.direction, present_now, leave_side,
+                           moving_class, model.cfg.horizon_sec)
+
+
+# ---- the stream ---------------------------------------------------------------------------------
+
+class Stream:
+    """All the state of one source. Create it with ``Captioner.new_session`` (live) or let
+    ``Captioner.caption`` make one (offline); never share one between sources."""
+
+    def __init__(self, perception: Perception, trained: TrainedModel, frame_size: tuple[int, int],
+                 options: CaptionOptions, analysis_fps: float, *, source_fps: float | None = None,
+                 live: bool = True, detect_every_frame: bool = False):
+        self.trained, self.options = trained, options
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.analysis_fps = analysis_fps
+        self.perception = PerceptionStream(perception, analysis_fps, source_fps)
+        self.tokenizer = FrameTokenizer(self.frame_size, trained.model.cfg.embedding_dim)
+        self.lstm_state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.live, self.detect_every_frame = live, detect_every_frame
+        self.window: list[AnalysedFrame] = []
+        self.window_start = 0.0
+        # enough analysed frames for the forecast and the live preview window
+        self.recent: deque[AnalysedFrame] = deque()
+        self.caption, self.next = "", []
+        self.last_analysed: AnalysedFrame | None = None
+        self._preview_t = -float("inf")
+
+    # ---- input --------------------------------------------------------------------------------
+
+    def wants(self, t_sec: float) -> bool:
+        """Whether a frame at ``t_sec`` will be analysed (a decoder may skip converting the others)."""
+        return self.perception.wants(t_sec)
+
+    def push(self, image_bgr: np.ndarray | None, t_sec: float, frame_index: int = -1) -> StreamUpdate:
+        """One frame of the source, in order. ``image_bgr`` may be None for a frame ``wants`` refused."""
+        start = time.perf_counter()
+        if image_bgr is not None and (image_bgr.shape[1], image_bgr.shape[0]) != self.frame_size:
+            from .errors import OptionsError
+
+            raise OptionsError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
+                               f"{image_bgr.shape[1]}x{image_bgr.shape[0]}; start a new stream")
+        features = self.perception.push(image_bgr, t_sec, frame_index)
+        if features is not None:
+            update = self.push_features(features)
+        else:
+            if self.detect_every_frame and image_bgr is not None:
+                detections = self.perception.display_detections(image_bgr)
+            else:
+                detections = self.last_analysed.detections if self.last_analysed else Detections.empty()
+            update = StreamUpdate(t_sec, detections, False, self.caption, self.next, False)
+        update.server_ms = (time.perf_counter() - start) * 1000.0
+        return update
+
+    def push_features(self, frame: FrameFeatures) -> StreamUpdate:
+        """An analysed frame whose perception is already done (e.g. from the feature cache)."""
+        segment = None
+        while frame.t_sec >= self.window_start + self.options.window_sec:
+            if self.window:
+                segment = self._close(self.window_start + self.options.window_sec)
+            self.window_start += self.options.window_sec
+        analysed = self._encode(frame)
+        self.window.append(analysed)
+        self.recent.append(analysed)
+        keep_sec = max(self.options.window_sec, HISTORY_FRAMES / self.analysis_fps)
+        while len(self.recent) > HISTORY_FRAMES and self.recent[0].t_sec < frame.t_sec - keep_sec:
+            self.recent.popleft()
+        self.last_analysed = analysed
+        changed = False
+        if self.live:
+            self.next = forecast_next(self.trained, list(self.recent))
+            if frame.t_sec - self._preview_t >= self.options.caption_every_sec:
+                preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
+                caption, _, _ = describe_window(self.trained, preview, self.options)
+                changed, self.caption, self._preview_t = caption != self.caption, caption, frame.t_sec
+        return StreamUpdate(frame.t_sec, frame.detections, True, self.caption, self.next, changed, segment)
+
+    def finish(self, end_sec: float | None = None) -> Segment | None:
+        """Close the open window (the end of a file, or of a live session); its end is ``end_sec``
+        (default: one analysis period after the last analysed frame), at most the window's end."""
+        if not self.window:
+            return None
+        if end_sec is None:
+            end_sec = self.window[-1].t_sec + 1.0 / self.analysis_fps
+        return self._close(min(end_sec, self.window_start + self.options.window_sec))
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _encode(self, frame: FrameFeatures) -> AnalysedFrame:
+        token = self.tokenizer(frame)
+        with torch.no_grad():
+            out, self.lstm_state = self.trained.model.encode(torch.from_numpy(token)[None, None], self.lstm_state)
+        return AnalysedFrame(frame.t_sec, frame.detections, token, out[0, 0])
+
+    def _close(self, end_sec: float) -> Segment:
+        caption, confidence, evidence = describe_window(self.trained, self.window, self.options)
+        # the forecast as of the window's last frame (live streams computed exactly this already)
+        history = [f for f in self.recent if f.t_sec <= self.window[-1].t_sec]
+        next_events = self.next if self.live else forecast_next(self.trained, history)
+        segment = Segment(round(self.window_start, 3), round(end_sec, 3), caption, confidence, next_events, evidence)
+        if not self.live:
+            self.caption, self.next = caption, next_events
+        self.window = []
+        return segment

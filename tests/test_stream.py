@@ -1,0 +1,145 @@
+"""One runtime: live sessions and offline captioning are the same Stream, the public API, options,
+and the layout rule that the runtime never imports the training kit."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import captioner
+from captioner.options import CaptionOptions
+from captioner.errors import OptionsError
+from captioner.pipeline import merge_segments
+from captioner.video import VideoSource
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "captioner"
+
+
+def live_segments(model, path: Path, **session_options):
+    """Push every frame of a file, decoded, at its source rate into a live session (as a camera
+    would), collecting the windows it closes."""
+    with VideoSource(path) as video:
+        info = video.info
+        session = model.new_session(info.size, **session_options)
+        segments, analysed, pushed, last_t = [], 0, 0, 0.0
+        for frame in video.frames():
+            update = session.push(frame.image_bgr, frame.t_sec)
+            pushed += 1
+            analysed += update.analysed
+            assert len(update.detections.box_xyxy) == len(update.detections.class_id)  # boxes for every frame
+            if update.segment is not None:
+                segments.append(update.segment)
+            last_t = frame.t_sec if update.analysed else last_t
+    final = session.finish(max(info.duration_sec, last_t + 1.0 / model.analysis_fps))
+    return merge_segments(segments + [final]), analysed, pushed, info
+
+
+def assert_live_equals_offline(model, path: Path) -> None:
+    offline = model.caption(path)
+    live, analysed, pushed, info = live_segments(model, path)
+    assert info.fps >= 20 and pushed > 2 * analysed  # pushed at the source rate, analysed at 4 fps
+    assert analysed == sum(len(s.evidence.frame_times_sec) for s in offline.segments)
+    assert [s.caption for s in live] == [s.caption for s in offline.segments]
+    for a, b in zip(live, offline.segments):
+        assert (a.start, a.end, a.caption, a.confidence) == (b.start, b.end, b.caption, b.confidence)
+        assert a.next == b.next and a.evidence == b.evidence
+
+
+def test_live_session_at_source_rate_equals_offline_generated(model, tmp_path):
+    from captioner.training.synthetic import make_clip
+
+    clip = make_clip(tmp_path / "moving.mp4", duration_sec=9.0, fps=25.0, width=480, height=270)
+    assert_live_equals_offline(model, clip)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["visionet_alley_walkers.mp4", "asiya_queue_sidewalk.mp4"])
+def test_live_session_at_source_rate_equals_offline_real(model, shared_dir, name):
+    assert_live_equals_offline(model, shared_dir / "data" / "videos" / name)
+
+
+def test_only_analysis_rate_frames_step_the_lstm(model, tmp_path):
+    from captioner.training.synthetic import make_clip
+
+    clip = make_clip(tmp_path / "fast.mp4", duration_sec=2.0, fps=25.0, width=320, height=180)
+    with VideoSource(clip) as video:
+        session = model.new_session(video.info.size)
+        states, times = [], []
+        for frame in video.frames():
+            before = session.lstm_state
+            update = session.push(frame.image_bgr, frame.t_sec)
+            states.append(session.lstm_state is not before)
+            if update.analysed:
+                times.append(frame.t_sec)
+    assert sum(states) == len(times) == 8  # 2 s at the model's 4 fps, out of 50 frames
+    assert all(abs(b - a - 0.25) < 0.041 for a, b in zip(times, times[1:]))  # within one source frame
+    assert model.analysis_fps == 4.0 == model.trained.training["config"]["analysis_fps"]
+
+
+def test_public_api_like_the_readme(model):
+    assert captioner.load_model is not None and captioner.CaptionOptions is CaptionOptions
+    result = model.caption(REPO / "samples" / "bus_people.mp4", beam_size=1)
+    assert isinstance(result, captioner.Result) and result.segments
+    assert result.settings["beam_size"] == 1 and result.settings["imgsz"] == 320
+    with pytest.raises(OptionsError, match="loaded with"):
+        model.caption(REPO / "samples" / "bus_people.mp4", imgsz=640)  # needs another model
+    with pytest.raises(OptionsError, match="unknown option"):
+        model.caption(REPO / "samples" / "bus_people.mp4", fps=10)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"imgsz": 10}, "image size"), ({"imgsz": 320.5}, "image size"), ({"conf": 0}, "confidence"),
+    ({"device": "tpu"}, "device"), ({"window_sec": 0.1}, "window"), ({"window_sec": float("nan")}, "window"),
+    ({"beam_size": 0}, "beam"), ({"style": "poetry"}, "style"), ({"caption_every_sec": -1}, "refresh"),
+])
+def test_options_are_checked_in_one_place(changes, match):
+    with pytest.raises(OptionsError, match=match):
+        CaptionOptions(**changes)
+    with pytest.raises(OptionsError, match=match):
+        CaptionOptions().replace(**changes)
+    assert CaptionOptions(device="cuda:1").device == "cuda:1"
+
+
+# ---- layout ---------------------------------------------------------------------------------------
+
+def _imports_training(path: Path) -> list[str]:
+    """Import statements in ``path`` that reach the training kit."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = ("." * node.level) + (node.module or "")
+            names = [a.name for a in node.names]
+            if module in (".training", "captioner.training") or module.startswith((".training.", "captioner.training.")) \
+                    or (module in (".", "captioner") and "training" in names):
+                found.append(f"{path.name}:{node.lineno} from {module} import {', '.join(names)}")
+        elif isinstance(node, ast.Import):
+            found += [f"{path.name}:{node.lineno} import {a.name}" for a in node.names if a.name.startswith("captioner.training")]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
+            found.append(f"{path.name}:{node.lineno} import_module(...)")  # no back doors either
+    return found
+
+
+def test_runtime_never_imports_training():
+    runtime = [p for p in PACKAGE.glob("*.py")] + [REPO / "app.py"]
+    offenders = [line for p in runtime for line in _imports_training(p)]
+    assert offenders == []
+    assert _imports_training(PACKAGE / "training" / "eval.py") == []  # training imports the runtime, not itself oddly
+    # and at run time: the whole runtime, CLI and web app included, loads without the training kit
+    code = ("import sys, captioner, captioner.cli, captioner.webapp, captioner.live, captioner.jobs\n"
+            "assert not [m for m in sys.modules if m.startswith('captioner.training')], sys.modules.keys()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+
+
+def test_train_and_eval_are_subcommands_registered_by_the_training_kit():
+    from captioner.cli import subcommands
+
+    commands = subcommands()
+    assert {"features", "live", "train", "eval"} <= set(commands)
+    assert commands["train"].value == "captioner.training.cli:cmd_train"
