@@ -3,7 +3,8 @@
 ``draw_annotations`` puts boxes (one stable colour per track), labels and a caption banner on a
 frame. ``AnnotatedVideoWriter`` pipes raw BGR frames into FFmpeg to make H.264/yuv420p MP4 with
 ``+faststart`` (what browsers play), writing to a temp file that is renamed only on success.
-``render_annotated_video`` re-reads a source at its full frame rate and draws a ``Result`` on it.
+``render_annotated_video`` re-reads a source at its full frame rate and draws a ``Result`` on it;
+``render_annotated_image`` does the same for a still image (a JPEG).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .errors import CaptionerError
 from .perception import Detections
 from .result import Result, Segment
 from .video import VideoSource
-from .fileio import StrPath, check_targets, commit_file, reserve_temp_path
+from .fileio import StrPath, atomic_output, check_targets, commit_file, reserve_temp_path
 
 log = logging.getLogger(__name__)
 
@@ -481,4 +482,33 @@ def render_annotated_video(
                     progress(done, max(total, done))
     if progress is not None:
         progress(done, done)
+    return out_path
+
+
+def render_annotated_image(
+    image_path: StrPath,
+    out_path: StrPath,
+    result: Result,
+    frame_detections: Sequence[tuple[float, Detections]],
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Draw a still image's ``Result`` (boxes, the caption) on it and write a JPEG atomically."""
+    from .video import ImageSource
+
+    out_path = Path(out_path)
+    check_targets([out_path], overwrite=overwrite)
+    with ImageSource(image_path) as source:
+        image = next(source.frames()).image_bgr
+    segment = result.segments[0] if result.segments else None
+    detections = frame_detections[0][1] if frame_detections else Detections.empty()
+    drawn = draw_annotations(image, detections, segment.caption if segment else "", segment.next_text if segment else "")
+    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise CaptionerError(f"annotated image {out_path}: JPEG encoding failed")
+    with atomic_output(out_path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    if progress is not None:
+        progress(1, 1)
     return out_path

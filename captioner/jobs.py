@@ -20,7 +20,8 @@ from .fileio import check_targets
 from .options import CaptionOptions
 from .pipeline import Captioner, ProgressCallback
 from .result import Result
-from .writers import OUTPUT_FORMATS, get_writer
+from .video import is_image_file
+from .writers import OUTPUT_FORMATS, WRITERS, write_result, writer_formats
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class FileOutcome:
         return self.error is None
 
 
-def annotated_path(output: OutputOptions, stem: str) -> Path:
-    return output.output_dir / f"{stem}.annotated.mp4"
+def annotated_path(output: OutputOptions, stem: str, still_image: bool = False) -> Path:
+    return output.output_dir / f"{stem}.annotated.{'jpg' if still_image else 'mp4'}"
 
 
 def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOptions,
@@ -67,24 +68,27 @@ def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOpti
     """Caption ``source`` and write its outputs as ``output`` says (``OUTPUT_DIR/STEM.EXT``;
     ``stem`` defaults to the source's). ``display_name`` replaces the path recorded in the
     result (the web app records the uploaded file's name, not its server path)."""
-    from .annotate import render_annotated_video
+    from .annotate import render_annotated_image, render_annotated_video
 
     start = time.perf_counter()
     stem = stem or Path(str(source)).stem or "output"
-    writer = get_writer(output.output_format, output.output_dir, show_next=output.show_next, overwrite=output.overwrite)
-    annotated = annotated_path(output, stem) if output.annotate else None
-    check_targets(writer.output_paths(stem=stem) + ([annotated] if annotated else []), overwrite=output.overwrite)  # before the work
+    still = isinstance(source, (str, os.PathLike)) and is_image_file(Path(source))
+    writers = [WRITERS[f](output.output_dir, show_next=output.show_next, overwrite=output.overwrite)
+               for f in writer_formats(output.output_format, still)]
+    annotated = annotated_path(output, stem, still) if output.annotate else None
+    check_targets([w.output_path(stem=stem) for w in writers] + ([annotated] if annotated else []),
+                  overwrite=output.overwrite)  # before the work
     result = model.caption(source, options, progress=progress, keep_detections=annotated is not None)
     if display_name is not None:
         result.video.path = display_name
     written: list[Path] = []
     if annotated is not None:
-        if result.video.fps > 0:  # a still image has no video to annotate
-            written.append(render_annotated_video(source, annotated, result, result.frame_detections,
-                                                  overwrite=output.overwrite, progress=annotate_progress))
+        render = render_annotated_image if result.video.is_image else render_annotated_video
+        written.append(render(source, annotated, result, result.frame_detections, overwrite=output.overwrite,
+                              progress=annotate_progress))
         result.frame_detections = []
     try:
-        written[:0] = writer(result, stem=stem)
+        written[:0] = write_result(writers, result, stem=stem, overwrite=output.overwrite)
     except BaseException:
         if written and not output.overwrite:  # all or nothing: the video this job just made goes too
             written[0].unlink(missing_ok=True)

@@ -58,9 +58,14 @@ class Segment:
 class VideoMeta:
     path: str
     duration_sec: float
-    fps: float
+    fps: float  # 0 for a still image
     width: int
     height: int
+
+    @property
+    def is_image(self) -> bool:
+        """A still image: one frame, no timeline (fps and duration are 0)."""
+        return self.fps == 0 and self.duration_sec == 0
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The Gradio 6 web app: three tabs over caption pipelines that are loaded once.
 
 - **Upload**: a video in; out come the annotated video (boxes, track ids, caption banner) with
-  the captions as a subtitle track, a timeline table and json/srt/vtt downloads.
+  the captions as a subtitle track, a timeline table and json/srt/vtt downloads. A still image
+  in; out come the annotated image, its caption and json/txt downloads.
 - **Live**: webcam frames streamed to ``Stream.push``; each browser session keeps its own
   ``Stream`` (tracker, sampler, LSTM state) in ``gr.State``, so two browser tabs never share one.
   Every frame gets boxes; only frames at the model's analysis rate step the LSTM.
@@ -45,13 +46,15 @@ from .jobs import FileOutcome, OutputOptions, caption_file, run_each
 from .pipeline import Captioner
 from .result import Result
 from .stream import Stream
-from .video import VIDEO_EXTENSIONS
+from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .writers import WRITERS
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_VIDEO_TYPES: list[str] = list(VIDEO_EXTENSIONS)  # file_types for uploads
+ACCEPTED_IMAGE_TYPES: list[str] = list(IMAGE_EXTENSIONS)
 DOWNLOAD_FORMATS = ("json", "srt", "vtt")  # offered beside the upload result
+IMAGE_DOWNLOAD_FORMATS = ("json", "txt")  # a still image has no subtitles
 BATCH_FORMATS = tuple(WRITERS)  # json, srt, vtt, txt, tsv per video in the zip
 TIMELINE_HEADERS = ["start (s)", "end (s)", "caption", "what happens next", "confidence"]
 BATCH_HEADERS = ["file", "status", "segments", "duration (s)", "details"]
@@ -103,11 +106,13 @@ def readable_error(message: str, path: str | os.PathLike | None = None, name: st
     return message
 
 
-def check_video_name(path: Path, name: str) -> None:
-    """Accept only the video types we read; the message says which ones."""
-    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+def check_media_name(path: Path, name: str, accepted: tuple[str, ...] = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) -> None:
+    """Accept only the types we read; the message says which ones."""
+    if path.suffix.lower() not in accepted:
         kind = f"a '{path.suffix}' file" if path.suffix else "a file without an extension"
-        raise VideoError(f"{name} is {kind}, not a video; accepted types: {', '.join(VIDEO_EXTENSIONS)}")
+        what = "a video" if set(accepted) <= set(VIDEO_EXTENSIONS) else "an image" if set(accepted) <= set(IMAGE_EXTENSIONS) \
+            else "a video or an image"
+        raise VideoError(f"{name} is {kind}, not {what}; accepted types: {', '.join(accepted)}")
 
 
 def unique_stem(name: str, used: set[str]) -> str:
@@ -210,9 +215,10 @@ class CaptionApp:
 
     def _caption_file(self, path: Path, name: str, out_dir: Path, stem: str, annotate: bool,
                       on_frames: Callable[[int, int], None] | None = None,
-                      on_render: Callable[[int, int], None] | None = None) -> FileOutcome:
+                      on_render: Callable[[int, int], None] | None = None,
+                      accepted: tuple[str, ...] = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) -> FileOutcome:
         """The shared file job (``jobs.caption_file``); the model is locked only while it runs."""
-        check_video_name(path, name)
+        check_media_name(path, name, accepted)
         return caption_file(self.upload, path, OutputOptions(out_dir, "all", annotate=annotate), stem=stem,  # type: ignore[arg-type]
                             display_name=name, progress=on_frames, annotate_progress=on_render)
 
@@ -235,7 +241,8 @@ class CaptionApp:
                 progress(PROGRESS_ANALYSIS_SHARE + (1 - PROGRESS_ANALYSIS_SHARE) * min(done / total, 1.0),
                          desc="Drawing the annotated video")
 
-        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True, on_frames, on_render))
+        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True, on_frames, on_render,
+                                                                 VIDEO_EXTENSIONS))
         if not outcome.ok:
             log.info("upload %s failed: %s", name, outcome.error)
             raise gr.Error(readable_error(outcome.error, path, name), title="Cannot caption this file",
@@ -250,6 +257,28 @@ class CaptionApp:
                    f"{outcome.seconds:.1f} s.")
         return (gr.Video(value=str(by_ext["annotated.mp4"]), subtitles=str(player_track)), timeline_rows(result),
                 [str(by_ext[f]) for f in DOWNLOAD_FORMATS], summary)
+
+    def caption_image(self, image: str | None):
+        """Upload tab, a still image: (annotated image, timeline row, [json, txt], summary)."""
+        if not image:
+            raise gr.Error("Choose an image file first (drop it on the box or click to browse).")
+        path = Path(image)
+        name = path.name
+        out_dir = self.request_dir("image")
+        stem = unique_stem(name, set())
+        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True,
+                                                                 accepted=IMAGE_EXTENSIONS))
+        if not outcome.ok:
+            log.info("image %s failed: %s", name, outcome.error)
+            raise gr.Error(readable_error(outcome.error, path, name), title="Cannot caption this image",
+                           print_exception=False)
+        result = outcome.result
+        by_ext = {p.name[len(stem) + 1:]: p for p in outcome.written}
+        caption = result.segments[0].caption if result.segments else ""
+        summary = (f"**{name}**: {result.video.width}x{result.video.height} image in {outcome.seconds:.1f} s: "
+                   f"*{caption}*")
+        return (str(by_ext["annotated.jpg"]), timeline_rows(result), [str(by_ext[f]) for f in IMAGE_DOWNLOAD_FORMATS],
+                summary)
 
     # ---- batch ------------------------------------------------------------------------------
 
@@ -419,8 +448,18 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
                                         column_widths=["8%", "8%", "42%", "32%", "10%"], elem_id="upload-timeline")
                 downloads = gr.File(label="Downloads (json, srt, vtt)", file_count="multiple", interactive=False,
                                     elem_id="upload-files")
+                with gr.Accordion("...or caption a still image", open=False, elem_id="upload-image-section"):
+                    with gr.Row():
+                        with gr.Column(scale=1):
+                            image_in = gr.Image(label="Image", sources=["upload"], type="filepath", elem_id="upload-image")
+                            run_image = gr.Button("Caption image", variant="primary", elem_id="upload-image-run")
+                            gr.Markdown(f"Accepted: {', '.join(ACCEPTED_IMAGE_TYPES)}.")
+                        with gr.Column(scale=1):
+                            image_out = gr.Image(label="Annotated image", interactive=False, elem_id="upload-image-annotated")
                 run.click(app.caption_upload, inputs=[video_in], outputs=[video_out, timeline, downloads, summary],
                           api_name="caption", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
+                run_image.click(app.caption_image, inputs=[image_in], outputs=[image_out, timeline, downloads, summary],
+                                api_name="caption_image", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
 
             with gr.Tab("Live", id="live"):
                 camera_note = gr.Markdown("Checking for a camera...", elem_id="camera-note")
@@ -451,7 +490,7 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
             with gr.Tab("Batch", id="batch"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        batch_in = gr.File(label="Videos", file_count="multiple", file_types=ACCEPTED_VIDEO_TYPES,
+                        batch_in = gr.File(label="Videos or images", file_count="multiple", file_types=ACCEPTED_VIDEO_TYPES + ACCEPTED_IMAGE_TYPES,
                                            type="filepath", elem_id="batch-files")
                         batch_run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
                         gr.Markdown(f"Up to {cfg.max_batch_files} files. The zip holds "

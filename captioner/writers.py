@@ -192,6 +192,21 @@ WRITERS: dict[str, type[ResultWriter]] = {
     "tsv": WriteTSV,
 }
 OUTPUT_FORMATS: tuple[str, ...] = (*WRITERS, "all")
+TIMED_FORMATS = ("srt", "vtt")  # subtitles need a timeline: not written for a still image
+
+
+def writer_formats(output_format: str, still_image: bool = False) -> list[str]:
+    """The formats ``-f output_format`` writes; ``all`` leaves out subtitles for a still image,
+    and asking for subtitles of a still image is an error."""
+    fmt = output_format.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise CaptionerError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    formats = list(WRITERS) if fmt == "all" else [fmt]
+    if still_image:
+        if formats == [fmt] and fmt in TIMED_FORMATS:
+            raise CaptionerError(f"a still image has no timeline, so no {fmt} subtitles; use -f json, txt, tsv or all")
+        formats = [f for f in formats if f not in TIMED_FORMATS]
+    return formats
 
 
 def write_result(
