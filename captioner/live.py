@@ -103,6 +103,7 @@ class SourceReader(threading.Thread):
         self.stream: Stream | None = None  # once set, its sampler says which frames to convert
         self.error: str | None = None
         self.start_time = time.monotonic()
+        self.file_end_sec: float | None = None  # a file read to its end: where it truly ends
 
     def run(self) -> None:
         try:
@@ -149,6 +150,8 @@ class SourceReader(threading.Thread):
             else:
                 due = time.monotonic()
             self.mailbox.put(LiveFrame(frame.image_bgr, t_sec, due))
+        if self.is_file:
+            self.file_end_sec = video.end_sec
 
     def _source_time(self, container_t: float) -> float:
         # a live source's times run on one clock since the start, across reconnects
@@ -180,6 +183,7 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
     if in_main:  # Ctrl-C ends the loop instead of interrupting a write
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     shown: tuple = ()
+    stopped_early = False
     try:
         reader.start()
         while not stop.is_set():
@@ -189,6 +193,7 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
                     break
                 continue
             if duration_sec is not None and frame.t_sec > duration_sec:
+                stopped_early = True
                 break
             size = (frame.image_bgr.shape[1], frame.image_bgr.shape[0])
             if stream is None or stream.frame_size != size:  # first frame, or the source changed size
@@ -212,7 +217,8 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
                 emit({"type": "caption", "t_sec": round(update.t_sec, 3), "caption": update.caption,
                       "next": [asdict(e) for e in update.next]}, line)
         stop.set()
-        final = stream.finish() if stream is not None else None
+        # a file played to its end ends where it truly does; anything else one frame after the last
+        final = stream.finish(None if stopped_early else reader.file_end_sec) if stream is not None else None
         if final is not None:
             emit(segment_record(final), None)
     finally:

@@ -37,6 +37,8 @@ class CaptionOptions:
     style: str = "human"  # see STYLES
     # live streams
     caption_every_sec: float = 1.0  # how often the live caption of the last window is refreshed
+    # limits
+    max_duration_sec: float | None = None  # refuse a longer video (``VideoError``); None = no limit
 
     def __post_init__(self) -> None:
         if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or not (32 <= self.imgsz <= 4096):
@@ -56,6 +58,8 @@ class CaptionOptions:
             raise OptionsError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if not _number(self.caption_every_sec) or not (0.05 <= self.caption_every_sec <= 60):
             raise OptionsError(f"live caption refresh must be between 0.05 and 60 seconds, got {self.caption_every_sec!r}")
+        if self.max_duration_sec is not None and (not _number(self.max_duration_sec) or self.max_duration_sec <= 0):
+            raise OptionsError(f"maximum video duration must be a positive number of seconds, got {self.max_duration_sec!r}")
 
     def replace(self, **changes: Any) -> "CaptionOptions":
         """A copy with ``changes`` (validated); unknown names are an ``OptionsError``."""

@@ -27,7 +27,7 @@ from .options import CaptionOptions
 from .perception import Detections, Perception
 from .result import Evidence, Result, Segment, VideoMeta
 from .stream import Stream, StreamUpdate
-from .video import open_source
+from .video import open_source, too_long
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +74,29 @@ class Captioner:
             return self._caption_array(source, options)
         segments: list[Segment] = []
         frame_detections: list[tuple[float, Detections]] = []
+        limit = options.max_duration_sec
         with open_source(source) as video:
             info = video.info
+            if limit and not info.is_image:
+                video.check_max_duration(limit)  # before any work, where the file is surely too long
             stream = self.new_stream(info.size, options, source_fps=info.fps, live=False)
-            last_t = None
             for frame in video.frames(wants=stream.wants):
+                if limit and frame.t_sec > limit:
+                    raise too_long(video.name, limit)
                 if progress:
                     progress(frame.index + 1, info.frame_count)
                 update = stream.push(frame.image_bgr, frame.t_sec, frame.index)
                 if update.segment is not None:
                     segments.append(update.segment)
-                if update.analysed:
-                    last_t = update.t_sec
-                    if keep_detections:
-                        frame_detections.append((update.t_sec, update.detections))
+                if update.analysed and keep_detections:
+                    frame_detections.append((update.t_sec, update.detections))
             if progress:
                 progress(info.frame_count, info.frame_count)  # skipped tail frames count as done
-            if last_t is not None:
-                end = 0.0 if info.is_image else max(info.duration_sec, last_t + 1.0 / self.analysis_fps)
-                last = stream.finish(end)
-                if last is not None:
-                    segments.append(last)
-        meta = VideoMeta(str(source), round(info.duration_sec, 3), round(info.fps, 3), info.width, info.height)
+            # the last segment ends where the video truly does (its last frame, not its header)
+            last = stream.finish(video.end_sec)
+            if last is not None:
+                segments.append(last)
+        meta = VideoMeta(str(source), round(video.end_sec, 3), round(info.fps, 3), info.width, info.height)
         return self._result(meta, segments, options, frame_detections)
 
     def _caption_array(self, image: np.ndarray, options: CaptionOptions) -> Result:

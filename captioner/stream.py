@@ -34,6 +34,7 @@ from .options import CaptionOptions
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Segment
 from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
+from .video import end_of_frames
 
 NOTHING_SEEN = "no objects the detector knows are in view"
 RECENT_SEC = 1.0  # what counts as "now" for the forecast's subject counts
@@ -138,6 +139,9 @@ class Stream:
         self.caption, self.next = "", []
         self.last_analysed: AnalysedFrame | None = None
         self._preview_t = -float("inf")
+        self.source_fps = source_fps
+        self.last_t: float | None = None  # the latest frame pushed (analysed or not), and the one before
+        self._prev_t: float | None = None
 
     # ---- input --------------------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class Stream:
 
             raise OptionsError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
                                f"{image_bgr.shape[1]}x{image_bgr.shape[0]}; start a new stream")
+        self._saw(t_sec)
         features = self.perception.push(image_bgr, t_sec, frame_index)
         if features is not None:
             update = self.push_features(features)
@@ -167,6 +172,7 @@ class Stream:
 
     def push_features(self, frame: FrameFeatures) -> StreamUpdate:
         """An analysed frame whose perception is already done (e.g. from the feature cache)."""
+        self._saw(frame.t_sec)
         segment = None
         while frame.t_sec >= self.window_start + self.options.window_sec:
             if self.window:
@@ -190,14 +196,19 @@ class Stream:
 
     def finish(self, end_sec: float | None = None) -> Segment | None:
         """Close the open window (the end of a file, or of a live session); its end is ``end_sec``
-        (default: one analysis period after the last analysed frame), at most the window's end."""
+        (default: when the last pushed frame stops showing, ``video.end_of_frames``: one frame
+        period after it, never later), at most the window's end."""
         if not self.window:
             return None
         if end_sec is None:
-            end_sec = self.window[-1].t_sec + 1.0 / self.analysis_fps
+            end_sec = end_of_frames(self.last_t, self._prev_t, self.source_fps or 0.0)
         return self._close(min(end_sec, self.window_start + self.options.window_sec))
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _saw(self, t_sec: float) -> None:
+        if self.last_t is None or t_sec > self.last_t:
+            self._prev_t, self.last_t = self.last_t, t_sec
 
     def _encode(self, frame: FrameFeatures) -> AnalysedFrame:
         token = self.tokenizer(frame)

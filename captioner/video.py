@@ -28,6 +28,12 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402  (after the log-level variables above)
 import numpy as np  # noqa: E402
 
+try:  # the same, where cv2 was imported before this module set the variables
+    cv2.utils.logging.setLogLevel(min(cv2.utils.logging.getLogLevel(), cv2.utils.logging.LOG_LEVEL_ERROR))
+except AttributeError:  # pragma: no cover - an OpenCV build without the logging module
+    pass
+
+from . import container
 from .errors import OptionsError, VideoError
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_SIDE_PX = 16384  # larger frames are almost surely a corrupt header, and would not fit in memory anyway
 DEFAULT_ANALYSIS_FPS = 4.0
 TRUNCATED_SHARE = 0.6  # decoding ends before this share of the advertised frames and duration
+MAX_BAD_PACKETS = 300  # consecutive undecodable packets skipped before a file is taken to have ended
+DEFAULT_FRAME_SEC = 0.04  # the duration of a frame whose rate nothing tells (25 fps)
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ def _webcam_index(source: Source) -> int | None:
     return None
 
 
-def _is_url(source: Source) -> bool:
+def is_url(source: Source) -> bool:
     return isinstance(source, str) and "://" in source
 
 
@@ -156,12 +164,13 @@ class VideoSource:
             if not self._cap.isOpened():
                 raise VideoError(f"{self.name} could not be opened: no camera at that index, or it is in use / not permitted")
             self.is_live = True
-        elif _is_url(source):
+        elif is_url(source):
             self.name = str(source)
             self._cap = cv2.VideoCapture(self.name)
             if not self._cap.isOpened():
                 raise VideoError(f"{self.name}: the stream could not be opened (unreachable URL or unsupported protocol)")
-            self.is_live = True
+            # a file served over http(s) has a frame count and container times; a live stream has neither
+            self.is_live = not self._cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0 or self.name.startswith(("rtsp:", "rtmp:", "udp:"))
         else:
             path = Path(source)
             self.name = str(path)
@@ -172,8 +181,15 @@ class VideoSource:
             if not self._cap.isOpened():
                 raise VideoError(f"{self.name}: {_why_not_video(path)}")
             self.is_live = False
+        self._path = None if self.is_live or is_url(source) else Path(source)
+        if hasattr(cv2, "CAP_PROP_ORIENTATION_AUTO"):  # frames as displayed: a phone's rotation flag applied
+            self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         self.info = self._read_info()
         self._consumed = False
+        # after frames(): what decoding found (the header may disagree)
+        self.frames_decoded = 0
+        self.end_sec = 0.0  # when the last decoded frame stops showing: the true duration
+        self.skipped_spans: list[tuple[float, float]] = []  # corrupt stretches skipped, (after, resumed at) seconds
 
     def _read_info(self) -> VideoInfo:
         cap = self._cap
@@ -188,7 +204,7 @@ class VideoSource:
                 raise VideoError(f"{self.name}: has no video stream (audio-only or not a video)")
             if count <= 0:
                 self.close()
-                raise VideoError(f"{self.name}: contains no decodable video frames (empty, corrupt or truncated)")
+                raise VideoError(f"{self.name}: contains no decodable video frames ({_why_no_frames(self._path)})")
         if width > MAX_SIDE_PX or height > MAX_SIDE_PX:
             self.close()
             raise VideoError(f"{self.name}: frame size {width}x{height} is larger than {MAX_SIDE_PX}px a side; the header is probably corrupt")
@@ -199,41 +215,78 @@ class VideoSource:
         """Yield every frame in order with its true timestamp; ``image_bgr`` is decoded for the
         frames ``wants(t_sec)`` accepts (all when None) and is None for the others.
 
-        Raises ``VideoError`` if a file yields no frame at all or stops far short of its
-        advertised length (truncated).
+        Like FFmpeg, a file's corrupt stretch is skipped (logged) and decoding goes on after it.
+        Afterwards ``frames_decoded`` and ``end_sec`` (the true duration) say what was found.
+        Raises ``VideoError`` if a file yields no frame at all or is truncated far short of its
+        advertised length; a complete file whose header merely claims more is accepted.
         """
         if self._consumed:
             raise VideoError(f"{self.name}: frames() can be iterated only once; open the source again")
         self._consumed = True
         cap, info = self._cap, self.info
-        index, last_t = -1, -1.0
+        index, decoded, last_t, prev_t = -1, 0, -1.0, None
+        bad = bad_total = 0  # consecutive / all packets that did not decode
         t_open = time.monotonic()
         while True:
             if not cap.grab():
-                break
+                # a file with frames still to come (per its header): skip the bad packet, as FFmpeg does
+                if self.is_live or not (decoded < info.frame_count and bad < MAX_BAD_PACKETS):
+                    break
+                bad += 1
+                continue
             index += 1
             t_sec = self._timestamp(index, last_t, t_open)
-            last_t = t_sec
             image = None
             if wants is None or wants(t_sec):
                 ok, image = cap.retrieve()
                 if not ok or image is None:
-                    if self.is_live:
-                        continue
-                    raise VideoError(f"{self.name}: frame {index} at {t_sec:.2f}s could not be decoded (corrupt file)")
+                    bad += 0 if self.is_live else 1  # a frame that cannot be converted is skipped
+                    continue
+            if bad:
+                self.skipped_spans.append((max(last_t, 0.0), t_sec))
+                bad_total += bad
+            bad = 0
+            prev_t, last_t = (last_t if decoded else None), t_sec
+            decoded += 1
+            self.frames_decoded = decoded
+            self.end_sec = end_of_frames(last_t, prev_t, info.fps, info.duration_sec)
             yield SampledFrame(index=index, t_sec=t_sec, image_bgr=image)
-        decoded = index + 1
-        if not self.is_live:
-            if decoded == 0:
-                raise VideoError(f"{self.name}: no frame could be decoded (corrupt or truncated file)")
-            # Containers over-report frame counts (duplicate packets, doubled AVI counts), so
-            # only stopping far short in BOTH frames and time is taken as truncation.
-            ended_early = info.duration_sec and last_t < TRUNCATED_SHARE * info.duration_sec
-            if info.frame_count and decoded < TRUNCATED_SHARE * info.frame_count and ended_early:
-                raise VideoError(
-                    f"{self.name}: truncated or corrupt: decoding stopped after {decoded} of {info.frame_count} frames "
-                    f"({last_t:.1f}s of {info.duration_sec:.1f}s)"
-                )
+        if self.is_live:
+            return
+        if decoded == 0:
+            raise VideoError(f"{self.name}: no frame could be decoded ({_why_no_frames(self._path)})")
+        if bad_total > decoded:
+            raise VideoError(f"{self.name}: corrupt: {bad_total} frames could not be decoded, only {decoded} could")
+        if self.skipped_spans:
+            log.warning("%s: %d undecodable frames skipped (corrupt data) at %s", self.name, bad_total,
+                        ", ".join(f"{a:.2f}-{b:.2f}s" for a, b in self.skipped_spans[:5]))
+        # Containers over-report frame counts (duplicate packets, doubled AVI counts), so only
+        # stopping far short in BOTH frames and time counts; then the bytes tell a truncated file
+        # from a complete one with a wrong header.
+        ended_early = info.duration_sec and last_t < TRUNCATED_SHARE * info.duration_sec
+        if info.frame_count and decoded < TRUNCATED_SHARE * info.frame_count and ended_early:
+            truncated = _truncated(self._path)
+            if truncated is False:
+                log.warning("%s: the header claims %.1fs (%d frames) but the video ends at %.2fs (%d frames); "
+                            "using what it holds", self.name, info.duration_sec, info.frame_count, self.end_sec, decoded)
+            else:
+                what = "truncated" if truncated else "truncated or corrupt"
+                raise VideoError(f"{self.name}: {what}: decoding stopped after {decoded} of {info.frame_count} "
+                                 f"frames ({last_t:.1f}s of {info.duration_sec:.1f}s)")
+
+    def check_max_duration(self, max_sec: float | None) -> None:
+        """Refuse (``VideoError``) a file longer than ``max_sec`` before decoding it: by its
+        header, confirmed by seeking past the limit (a header may claim hours for seconds)."""
+        if not max_sec or self.is_live or self.info.duration_sec <= max_sec:
+            return
+        probe = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
+        try:
+            probe.set(cv2.CAP_PROP_POS_MSEC, max_sec * 1000.0 + 500.0)
+            past = probe.grab() and probe.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 > max_sec
+        finally:
+            probe.release()
+        if past:
+            raise too_long(self.name, max_sec, self.info.duration_sec)
 
     def _timestamp(self, index: int, last_t: float, t_open: float) -> float:
         if self.is_live:
@@ -263,35 +316,77 @@ class VideoSource:
             pass
 
 
-# leading bytes of common audio-only containers
-_AUDIO_MAGIC = ((0, b"RIFF", 8, b"WAVE"), (0, b"ID3"), (0, b"fLaC"), (0, b"OggS"), (4, b"ftypM4A"), (0, b"\xff\xfb"), (0, b"\xff\xf3"))
+def end_of_frames(last_t: float, prev_t: float | None = None, fps: float = 0.0, container_sec: float = 0.0) -> float:
+    """When the last frame stops showing, i.e. the true end of a video or stream.
+
+    The last frame's time plus one frame period: the gap since the frame before it or the
+    nominal ``1 / fps``, whichever is shorter (never past the end), else ``DEFAULT_FRAME_SEC``.
+    The container's duration is used instead where it is consistent: after the last frame and
+    within that period.
+    """
+    periods = [p for p in ((last_t - prev_t) if prev_t is not None else 0.0, 1.0 / fps if fps > 0 else 0.0) if p > 0]
+    end = last_t + (min(periods) if periods else DEFAULT_FRAME_SEC)
+    if container_sec and last_t < container_sec <= end + 1e-6:
+        end = container_sec
+    return end
+
+
+def too_long(name: str, max_sec: float, duration_sec: float | None = None) -> VideoError:
+    length = f"{duration_sec:.0f}s long" if duration_sec else f"longer than {max_sec:g}s"
+    return VideoError(f"{name}: the video is {length}; at most {max_sec:g}s is accepted here")
+
+
+def _truncated(path: Path | None) -> bool | None:
+    """True/False where the container's own sizes tell; None where they cannot (or not a local file)."""
+    if path is None:
+        return None
+    try:
+        return container.describe(path).truncated
+    except OSError:
+        return None
+
+
+def _why_no_frames(path: Path | None) -> str:
+    return "the file is truncated" if _truncated(path) else "empty, corrupt or truncated"
 
 
 def _why_not_video(path: Path) -> str:
     """A precise reason a file that FFmpeg refused is not a video we can read."""
-    with open(path, "rb") as handle:
-        head = handle.read(64)
-    for rule in _AUDIO_MAGIC:
-        if all(head[rule[i]:rule[i] + len(rule[i + 1])] == rule[i + 1] for i in range(0, len(rule), 2)):
-            return "has no video stream (it is an audio-only file)"
-    try:
-        head.decode("utf-8")
-        if head and all(c >= 9 for c in head):
-            return "is a text file, not a video"
-    except UnicodeDecodeError:
-        pass
+    layout = container.describe(path)
+    if layout.audio_only:
+        return "has no video stream (it is an audio-only file)"
+    if layout.kind == "mp4" and not layout.has_index:
+        return ("its index (moov atom) is missing: the recording, copy or download did not finish, so it cannot be "
+                "played")
+    if layout.truncated:
+        return "the file is truncated (it ends before its data does) and cannot be played"
+    if layout.kind == "text":
+        return "is a text file, not a video"
     return "cannot be opened as a video (not a video file, unknown format, or corrupt/truncated)"
 
 
-def _check_file(path: Path, image_ok: bool = False) -> None:
+def _check_file(path: Path, image_ok: bool = False) -> bytes:
+    """Exists, is a readable non-empty file, and (unless ``image_ok``) is not a still image;
+    returns its first bytes."""
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
         raise VideoError(f"{path}: is a directory, not a video file")
-    if path.stat().st_size == 0:
+    try:
+        head = container.read_head(path)
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied (the file cannot be read)") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not head:
         raise VideoError(f"{path}: file is empty (0 bytes)")
-    if path.suffix.lower() in IMAGE_EXTENSIONS and not image_ok:
-        raise VideoError(f"{path}: is a still image, not a video (open it with video.open_source)")
+    if not image_ok:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise VideoError(f"{path}: is a still image, not a video (open it with video.open_source)")
+        if image := container.image_format(head):
+            raise VideoError(f"{path}: is a {image[0]} image, not a video; rename it to {path.stem}{image[1]} to "
+                             f"caption it as a still image")
+    return head
 
 
 class ImageSource:
@@ -310,6 +405,7 @@ class ImageSource:
             raise VideoError(f"{self.name}: image size {width}x{height} is larger than {MAX_SIDE_PX}px a side")
         self._image: np.ndarray | None = image
         self.info = VideoInfo(self.name, 0.0, 1, 0.0, width, height, is_image=True)
+        self.frames_decoded, self.end_sec = 1, 0.0  # as VideoSource reports after frames(): one frame, no duration
 
     def frames(self, wants: Callable[[float], bool] | None = None) -> Iterator[SampledFrame]:
         if self._image is None:
@@ -329,10 +425,20 @@ class ImageSource:
 
 def open_source(source: Source) -> VideoSource | ImageSource:
     """A still image (by extension) as a one-frame ``ImageSource``, anything else as a ``VideoSource``."""
-    if isinstance(source, (str, os.PathLike)) and not _is_url(source) and _webcam_index(source) is None \
+    if isinstance(source, (str, os.PathLike)) and not is_url(source) and _webcam_index(source) is None \
             and is_image_file(Path(source)):
         return ImageSource(source)
     return VideoSource(source)
+
+
+def check_source(source: Source) -> None:
+    """The checks that need no model, before any is loaded: a local file exists, is readable and
+    not empty, and opens as what its name says (a video's header is read, no frame decoded); a
+    URL answers. Webcams are left to the reader. Raises ``VideoError`` naming the source."""
+    if _webcam_index(source) is not None:
+        return
+    with open_source(source):
+        pass
 
 
 def probe(source: Source) -> VideoInfo:

@@ -26,7 +26,7 @@ def live_segments(model, path: Path, **session_options):
     with VideoSource(path) as video:
         info = video.info
         session = model.new_session(info.size, **session_options)
-        segments, analysed, pushed, last_t = [], 0, 0, 0.0
+        segments, analysed, pushed = [], 0, 0
         for frame in video.frames():
             update = session.push(frame.image_bgr, frame.t_sec)
             pushed += 1
@@ -34,8 +34,7 @@ def live_segments(model, path: Path, **session_options):
             assert len(update.detections.box_xyxy) == len(update.detections.class_id)  # boxes for every frame
             if update.segment is not None:
                 segments.append(update.segment)
-            last_t = frame.t_sec if update.analysed else last_t
-    final = session.finish(max(info.duration_sec, last_t + 1.0 / model.analysis_fps))
+    final = session.finish()  # by default a session ends where its last frame stops showing, as a file does
     return merge_segments(segments + [final]), analysed, pushed, info
 
 
