@@ -9,13 +9,17 @@
 The data path, one module each: video -> perception -> features -> tokens -> model ->
 decoding -> stream -> pipeline (this API) -> writers / annotate. ``captioner.training`` holds
 the training kit; the runtime never imports it.
+
+The names below are imported on first use (PEP 562), so ``captioner bad.mp4`` can check its
+inputs and answer before torch is even imported.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .errors import CaptionerError, ModelError, OptionsError, VideoError
 from .options import CaptionOptions
-from .pipeline import Captioner, load_model
-from .result import Evidence, NextEvent, Result, Segment, VideoMeta
-from .stream import Stream, StreamUpdate
 
 __version__ = "0.1.0"
 
@@ -23,3 +27,25 @@ __all__ = [
     "CaptionOptions", "Captioner", "CaptionerError", "Evidence", "ModelError", "NextEvent", "OptionsError", "Result",
     "Segment", "Stream", "StreamUpdate", "VideoError", "VideoMeta", "__version__", "load_model",
 ]
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .pipeline import Captioner, load_model
+    from .result import Evidence, NextEvent, Result, Segment, VideoMeta
+    from .stream import Stream, StreamUpdate
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Captioner", "load_model"):
+        from . import pipeline as module
+    elif name in ("Evidence", "NextEvent", "Result", "Segment", "VideoMeta"):
+        from . import result as module
+    elif name in ("Stream", "StreamUpdate"):
+        from . import stream as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(module, name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -21,10 +21,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import CaptionerError, ModelError, OptionsError
+from .errors import CaptionerError, ModelError, OptionsError, VideoError
 from .jobs import FileOutcome, OutputOptions, caption_file, run_each
 from .options import CaptionOptions
-from .video import DEFAULT_ANALYSIS_FPS, is_media_file
+from .video import DEFAULT_ANALYSIS_FPS, check_source, is_media_file, is_url
 from .writers import OUTPUT_FORMATS
 
 log = logging.getLogger("captioner")
@@ -33,20 +33,40 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 COMMAND_GROUP = "captioner.commands"
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Globs and directories expand to their video and image files (sorted); anything else is
-    kept as given so that a missing file is reported by name rather than silently dropped."""
-    paths: list[Path] = []
+def expand_inputs(patterns: Sequence[str]) -> list[Path | str]:
+    """Globs and directories expand to their video and image files (sorted); URLs stay URLs
+    (strings); anything else is kept as given, so that a missing file, or a folder with nothing
+    to caption, is reported by name rather than silently dropped."""
+    items: list[Path | str] = []
     for pattern in patterns:
+        if is_url(pattern):
+            items.append(pattern)
+            continue
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
         for match in matches:
             path = Path(match)
             if path.is_dir():
-                paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p)))
+                found = sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
+                items.extend(found if found or glob.has_magic(pattern) else [path])
             elif not glob.has_magic(pattern) or is_media_file(path):
-                paths.append(path)
-    seen: set[Path] = set()
-    return [p for p in paths if not (p in seen or seen.add(p))]
+                items.append(path)
+    seen: set[Path | str] = set()
+    return [p for p in items if not (p in seen or seen.add(p))]
+
+
+def check_input(item: Path | str) -> FileOutcome:
+    """``video.check_source``: the checks that need no model (exists, readable, not empty,
+    opens as a video or image), so bad inputs are reported before the models load."""
+    if isinstance(item, Path) and item.is_dir():
+        raise VideoError(f"{item}: is a folder with no video or image files in it")
+    check_source(item)
+    return FileOutcome(str(item))
+
+
+def checked_inputs(items: Sequence[Path | str], quiet: bool) -> tuple[list[Path | str], list[FileOutcome]]:
+    """(the inputs that passed ``check_input``, the failed outcomes, each already reported)."""
+    outcomes = run_each(items, check_input, lambda o: None if o.ok else print_outcome(quiet, str)(o))
+    return [item for item, o in zip(items, outcomes) if o.ok], [o for o in outcomes if not o.ok]
 
 
 def add_perception_args(parser: argparse.ArgumentParser) -> None:
@@ -147,18 +167,22 @@ def cmd_caption(argv: Sequence[str]) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         parser.error("no video or image files found in the given inputs")
+    paths, failed = checked_inputs(paths, args.quiet)  # before the models load: bad inputs answer at once
+    if not paths:
+        return report(failed, args.quiet)
     model = load(args, options)
 
-    def job(path: Path) -> FileOutcome:
-        update, close = progress_bar(path.name, args.quiet)
-        render, close_render = progress_bar(f"{path.name} (annotating)", args.quiet or not args.annotate)
+    def job(path: Path | str) -> FileOutcome:
+        name = path.name if isinstance(path, Path) else path
+        update, close = progress_bar(name, args.quiet)
+        render, close_render = progress_bar(f"{name} (annotating)", args.quiet or not args.annotate)
         try:
             return caption_file(model, path, output, progress=update, annotate_progress=render)
         finally:
             close()
             close_render()
 
-    return report(run_each(paths, job, print_outcome(args.quiet, caption_summary)), args.quiet)
+    return report(failed + run_each(paths, job, print_outcome(args.quiet, caption_summary)), args.quiet)
 
 
 # ---- captioner features ---------------------------------------------------------------------------
@@ -178,11 +202,16 @@ def cmd_features(argv: Sequence[str]) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         parser.error("no video or image files found in the given inputs")
+    paths, failed = checked_inputs(paths, args.quiet)
+    if not paths:
+        return report(failed, args.quiet)
     perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
     cache = FeatureCache(args.out)
     messages: dict[str, str] = {}
 
-    def job(path: Path) -> FileOutcome:
+    def job(path: Path | str) -> FileOutcome:
+        if not isinstance(path, Path):
+            raise VideoError(f"{path}: features are extracted and cached for local files only")
         start = time.perf_counter()
         update, close = progress_bar(path.name, args.quiet)
         try:
@@ -193,7 +222,7 @@ def cmd_features(argv: Sequence[str]) -> int:
         return FileOutcome(str(path), seconds=time.perf_counter() - start)
 
     summary = print_outcome(args.quiet, lambda o: f"{o.source}: {messages[o.source]} in {o.seconds:.2f}s")
-    return report(run_each(paths, job, summary), args.quiet)
+    return report(failed + run_each(paths, job, summary), args.quiet)
 
 
 # ---- captioner live -------------------------------------------------------------------------------

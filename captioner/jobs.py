@@ -8,20 +8,23 @@ with the problem) and never stops the others.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from .errors import CaptionerError, OptionsError
 from .fileio import check_targets
 from .options import CaptionOptions
-from .pipeline import Captioner, ProgressCallback
 from .result import Result
-from .video import is_image_file
+from .video import is_image_file, is_url
 from .writers import OUTPUT_FORMATS, WRITERS, write_result, writer_formats
+
+if TYPE_CHECKING:  # the pipeline (and torch) load only when a model does
+    from .pipeline import Captioner, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOpti
     from .annotate import render_annotated_image, render_annotated_video
 
     start = time.perf_counter()
-    stem = stem or Path(str(source)).stem or "output"
+    stem = stem or source_stem(source)
     still = isinstance(source, (str, os.PathLike)) and is_image_file(Path(source))
     writers = [WRITERS[f](output.output_dir, show_next=output.show_next, overwrite=output.overwrite)
                for f in writer_formats(output.output_format, still)]
@@ -96,12 +99,37 @@ def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOpti
     return FileOutcome(str(source), result, written, None, time.perf_counter() - start)
 
 
+def source_stem(source: object) -> str:
+    """The default stem of an input's outputs: the file's, or a URL's last path part (made safe)."""
+    text = str(source)
+    if is_url(text):
+        text = text.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+        stem = Path(text.rsplit("/", 1)[-1]).stem
+        return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in stem).lstrip(".") or "stream"
+    return Path(text).stem or "output"
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+EXPECTED_OS_ERRORS = (PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_expected(exc: BaseException) -> bool:
+    """An error with a plain explanation (no traceback needed): ours, permissions, a full disk."""
+    return isinstance(exc, (CaptionerError, *EXPECTED_OS_ERRORS)) or (isinstance(exc, OSError) and exc.errno in DISK_FULL)
+
+
 def error_message(exc: BaseException, source: object) -> str:
     """One line naming the input and the problem; no traceback for errors we raise on purpose."""
     if isinstance(exc, CaptionerError):
         return str(exc)
+    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename and str(exc.filename) != str(source) else ""
     if isinstance(exc, PermissionError):
-        return f"{source}: permission denied (the file cannot be read)"
+        return f"{source}: permission denied{where or ' (the file cannot be read)'}"
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return (f"{source}: no space left on device while writing the outputs{where}; nothing partial was kept. "
+                f"Free some space and run again")
+    if isinstance(exc, EXPECTED_OS_ERRORS):
+        return f"{source}: {exc.strerror or exc}{where}"
     return f"{source}: unexpected {type(exc).__name__}: {exc}"
 
 
@@ -115,7 +143,7 @@ def run_each(items: Iterable[T], job: Callable[[T], FileOutcome],
         try:
             outcome = job(item)
         except Exception as exc:
-            if not isinstance(exc, (CaptionerError, PermissionError)):
+            if not is_expected(exc):
                 log.exception("unexpected failure on %s", item)
             outcome = FileOutcome(str(item), error=error_message(exc, item), seconds=time.perf_counter() - start)
         outcomes.append(outcome)
