@@ -64,3 +64,29 @@ def model():
         return captioner.load_model(imgsz=320)
     except ModelError as exc:
         pytest.skip(f"needs the trained caption model and YOLO weights: {exc}")
+
+
+# ---- figures the acceptance criteria ask to see, printed whatever -s says -------------------------
+
+_REPORTS: list[tuple[str, str]] = []
+
+
+@pytest.fixture()
+def report(request, tmp_path):
+    """``report(title, text)``: keep ``text`` for the end-of-run summary (printed with or without
+    ``-s``) and write it to ``tmp_path / <title>.txt``; returns that file."""
+
+    def add(title: str, text: str) -> Path:
+        _REPORTS.append((f"{title} ({request.node.name})", text))
+        path = tmp_path / ("".join(c if c.isalnum() else "_" for c in title) + ".txt")
+        path.write_text(text + "\n", encoding="utf-8")
+        print(f"\n{title}\n{text}\n(also in {path})")
+        return path
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, text in _REPORTS:
+        terminalreporter.section(title)
+        terminalreporter.write_line(text)
