@@ -4,6 +4,11 @@ A file is written to a hidden temporary file beside its target, flushed to disk,
 into place, so a crash, a kill or a full disk never leaves a half-written output, and readers
 never see one. Without ``overwrite`` an existing target is never replaced.
 
+A temporary file's name carries its writer's process id (``.NAME.PID-RANDOM.tmp``). One that a
+killed process left behind (``kill -9`` allows no clean-up) is removed by the next process that
+writes into that directory, once that writer is gone and the file has been still for
+``STALE_TEMP_SEC``.
+
 >>> with atomic_output(Path("out/clip.json")) as tmp:
 ...     tmp.write_text(text)            # renamed to out/clip.json only if this block succeeds
 """
@@ -11,8 +16,11 @@ never see one. Without ``overwrite`` an existing target is never replaced.
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import re
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,6 +28,12 @@ from typing import Iterable, Iterator
 from .errors import CaptionerError
 
 StrPath = str | os.PathLike  # a file or directory path
+
+log = logging.getLogger(__name__)
+
+STALE_TEMP_SEC = 2.0  # a dead writer's temp file untouched this long is removed
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+_swept: set[str] = set()  # directories this process has already cleaned (once each is enough)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -41,14 +55,54 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def sweep_stale_temps(directory: Path) -> list[Path]:
+    """Remove the temp files that killed writers left in ``directory`` (see the module notes);
+    returns what was removed. Once per directory per process; never on Windows (no kill(pid, 0))."""
+    key = str(Path(directory).resolve())
+    if os.name == "nt" or key in _swept:
+        return []
+    _swept.add(key)
+    removed, now = [], time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match or int(match["pid"]) == os.getpid():
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMP_SEC or _process_alive(int(match["pid"])):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d temp file(s) left in %s by a killed run", len(removed), directory)
+    return removed
+
+
 def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
     """Create an empty, uniquely named hidden file next to ``target`` and return its path.
 
     Created with O_EXCL and mode 0o666 so the process umask applies (``mkstemp`` would make
-    it 0o600, and the renamed output would then be unreadable to e.g. a web server).
+    it 0o600, and the renamed output would then be unreadable to e.g. a web server). Its name
+    carries this process's id, so a later run can tell it from a live writer's.
     """
+    sweep_stale_temps(target.parent)
     for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{suffix}")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
