@@ -303,7 +303,8 @@ class AnnotatedVideoWriter:
         if self._stderr is None:
             return ""
         self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace").strip()[-2000:]
+        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(line.strip() for line in lines if line.strip())[-2000:]  # one line, for one-line errors
 
     def write(self, frame_bgr: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 BGR frame."""

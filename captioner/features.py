@@ -213,5 +213,9 @@ def extract_features(
                 frame_features.append(analysed)
     features = VideoFeatures(info, frame_features, settings)
     if cache is not None and path is not None:
-        cache.save(path, features)
+        try:
+            cache.save(path, features)
+        except OSError as exc:  # a full disk costs the cache entry, never the features (nothing partial is kept)
+            log.warning("feature cache: could not save %s (%s); continuing without caching it", path.name,
+                        exc.strerror or exc)
     return features, False

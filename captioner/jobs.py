@@ -120,9 +120,13 @@ def is_expected(exc: BaseException) -> bool:
 
 def error_message(exc: BaseException, source: object) -> str:
     """One line naming the input and the problem; no traceback for errors we raise on purpose."""
-    if isinstance(exc, CaptionerError):
-        return str(exc)
-    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename and str(exc.filename) != str(source) else ""
+    if isinstance(exc, CaptionerError):  # e.g. about an output file: say which input it was for
+        text = str(exc)
+        return text if str(source) in text else f"{source}: {text}"
+    where = ""
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) != str(source):
+        name = Path(str(exc.filename))
+        where = f" ({name.parent})" if name.name.startswith(".") and ".tmp" in name.name else f" ({name})"  # not a temp name
     if isinstance(exc, PermissionError):
         return f"{source}: permission denied{where or ' (the file cannot be read)'}"
     if isinstance(exc, OSError) and exc.errno in DISK_FULL:
