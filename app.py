@@ -1,7 +1,7 @@
 """captioner web app (Gradio 6): upload a video, caption a webcam live, or caption a batch.
 
     python app.py                              # http://127.0.0.1:7860
-    python app.py --host 0.0.0.0 --port 8080 --auth user:secret --max-upload-mb 200
+    python app.py --host 0.0.0.0 --port 8080 --auth user:secret --max-upload-mb 200 --max-video-sec 300
 
 The models load once at start-up: one pipeline for uploads and batches (``--imgsz``, default
 640) and one at ``--live-imgsz`` (default 320) for the live webcam tab. The page itself is built
@@ -38,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link")
     p.add_argument("--auth", type=parse_auth, default=None, metavar="USER:PASSWORD", help="require this login")
     p.add_argument("--max-upload-mb", type=float, default=500, help="largest accepted upload")
+    p.add_argument("--max-video-sec", type=float, default=600,
+                   help="longest accepted video, in seconds (0: no limit)")
     p.add_argument("--concurrency", type=int, default=2, help="default number of events the queue runs at once")
-    p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue")
+    p.add_argument("--queue-size", type=int, default=16,
+                   help="requests that may wait in the queue; more are answered 'busy, try again'")
     p.add_argument("--yolo-weights", default=None, help="YOLO weights (None: $CAPTIONER_YOLO_WEIGHTS, else weights/yolo*.pt)")
     p.add_argument("--weights", default=None, help="caption model (None: $CAPTIONER_WEIGHTS, else weights/captioner.pt)")
     p.add_argument("--imgsz", type=int, default=CaptionOptions.imgsz, help="YOLO input size for uploads and batches")
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_upload_mb <= 0:
         parser.error("--max-upload-mb must be positive")
+    if args.max_video_sec < 0:
+        parser.error("--max-video-sec must be 0 (no limit) or positive")
+    if args.queue_size < 1 or args.concurrency < 1:
+        parser.error("--queue-size and --concurrency must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from captioner.pipeline import load_model
 
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"captioner app: {exc}", file=sys.stderr)
         return 2
     config = AppConfig(live_stream_every_sec=args.live_every, live_time_limit_sec=args.live_time_limit,
-                       samples_dir=args.samples)
+                       samples_dir=args.samples, max_video_sec=args.max_video_sec or None,
+                       upload_concurrency=args.concurrency)
     demo = create_app(model, live_model, config=config)
     launch(demo, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
            auth=args.auth, concurrency=args.concurrency, queue_size=args.queue_size)

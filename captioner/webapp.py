@@ -5,7 +5,9 @@
   in; out come the annotated image, its caption and json/txt downloads.
 - **Live**: webcam frames streamed to ``Stream.push``; each browser session keeps its own
   ``Stream`` (tracker, sampler, LSTM state) in ``gr.State``, so two browser tabs never share one.
-  Every frame gets boxes; only frames at the model's analysis rate step the LSTM.
+  Every frame gets boxes; only frames at the model's analysis rate step the LSTM. A session's
+  state is freed when its tab closes (``demo.unload``) and, should Gradio miss that, once it
+  has been idle for ``AppConfig.live_idle_sec``.
 - **Batch**: several videos in, one zip of every output format out, and a per-file status table
   (a file that fails is listed with its error; the others are still processed).
 
@@ -29,6 +31,7 @@ import statistics
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from collections import deque
 from dataclasses import dataclass, field
@@ -74,6 +77,9 @@ class AppConfig:
     batch_concurrency: int = 1
     live_concurrency: int = 2
     max_batch_files: int = 20
+    max_video_sec: float | None = 600.0  # longer uploads are refused with a readable message (None: no limit)
+    live_idle_sec: float = 300.0  # a live session's state is freed this long after its last frame...
+    # ...and at once when its browser tab closes (``demo.unload``)
     work_dir: Path | None = None  # per-request directories go here (default: a new temp dir)
     keep_outputs_sec: float = 3600.0  # request directories older than this are removed
     samples_dir: Path | None = DEFAULT_SAMPLES_DIR
@@ -147,7 +153,7 @@ def player_vtt(vtt_text: str) -> str:
 # live state
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not value: live states are tracked in a WeakSet
 class LiveState:
     """Everything one browser session's live stream remembers (kept in ``gr.State``)."""
 
@@ -171,6 +177,17 @@ class LiveState:
         return (f"server {s['median_ms']:.0f} ms/frame (median of last {len(self.server_ms)}), "
                 f"last {s['last_ms']:.0f} ms | {s['fps']:.1f} fps | {s['frames']} frames")
 
+    def close(self) -> None:
+        """Drop the stream (tracker, LSTM state, windows): what a session holds beyond a few numbers."""
+        self.session = None
+
+
+def release_live_state(state: Any) -> None:
+    """``gr.State``'s delete callback: the session expired, left or was cleared. A plain function,
+    not a method: Gradio deep-copies component settings for every page load."""
+    if isinstance(state, LiveState):
+        state.close()
+
 
 # ------------------------------------------------------------------------------------------------
 # the app
@@ -183,6 +200,8 @@ class CaptionApp:
                  config: AppConfig | None = None):
         self.config = config or AppConfig()
         self.clock = time.monotonic  # when a webcam frame arrived (tests replace it)
+        self.live_states: weakref.WeakSet[LiveState] = weakref.WeakSet()  # live sessions whose state is still held
+        self.demo: gr.Blocks | None = None  # set by create_app: its state holder frees sessions that leave
         self.upload = GuardedModel(model)
         if live_model is None or live_model is model:
             self.live = self.upload  # one model: share its lock too
@@ -219,8 +238,9 @@ class CaptionApp:
                       accepted: tuple[str, ...] = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) -> FileOutcome:
         """The shared file job (``jobs.caption_file``); the model is locked only while it runs."""
         check_media_name(path, name, accepted)
-        return caption_file(self.upload, path, OutputOptions(out_dir, "all", annotate=annotate), stem=stem,  # type: ignore[arg-type]
-                            display_name=name, progress=on_frames, annotate_progress=on_render)
+        options = self.upload.model.options.replace(max_duration_sec=self.config.max_video_sec)
+        return caption_file(self.upload, path, OutputOptions(out_dir, "all", annotate=annotate), options,  # type: ignore[arg-type]
+                            stem=stem, display_name=name, progress=on_frames, annotate_progress=on_render)
 
     def caption_upload(self, video: str | None, progress=gr.Progress()):
         """Upload tab: (annotated video with subtitles, timeline rows, [json, srt, vtt], summary)."""
@@ -340,6 +360,7 @@ class CaptionApp:
         start = time.perf_counter()
         if state is None:
             state = LiveState()
+            self.live_states.add(state)
         if image_rgb.ndim == 2:
             image_rgb = cv2.cvtColor(image_rgb, cv2.COLOR_GRAY2RGB)
         image_bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb[..., :3]), cv2.COLOR_RGB2BGR)
@@ -361,9 +382,22 @@ class CaptionApp:
         next_lines = "\n".join(e.text for e in update.next[:3])
         return annotated_rgb, update.caption, next_lines, state.stats_text(), state
 
-    def live_reset(self):
+    def live_reset(self, state: LiveState | None = None):
         """A fresh live state (the 'clear' of the webcam, or a new stream)."""
+        release_live_state(state)
         return None, "", "", "", None
+
+    def session_left(self, request: gr.Request) -> None:
+        """``demo.unload``: a browser tab closed. Free its live state now, not when Gradio's
+        hour-long grace period for closed sessions ends, and forget the session itself."""
+        holder = getattr(self.demo, "state_holder", None)
+        session_hash = getattr(request, "session_hash", None)
+        if holder is None or not session_hash or session_hash not in holder.session_data:
+            return
+        holder.delete_state(session_hash)  # calls release_live_state on the live state
+        with holder.lock:
+            holder.session_data.pop(session_hash, None)
+            holder.time_last_used.pop(session_hash, None)
 
 
 def write_zip(zip_path: Path, files: list[Path], root: Path) -> Path:
@@ -437,7 +471,8 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
                         examples = sample_examples(cfg.samples_dir)
                         if examples:
                             gr.Examples(examples=examples, inputs=[video_in], label="Sample clips", elem_id="upload-examples")
-                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}. Analysed at "
+                        longest = f", up to {cfg.max_video_sec:g} s long" if cfg.max_video_sec else ""
+                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}{longest}. Analysed at "
                                     f"{model.analysis_fps:g} frames/s in {model.options.window_sec:g} s segments.")
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video (captions as subtitles)", interactive=False,
@@ -478,13 +513,14 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
                 gr.Markdown(f"Frames go to the server every {cfg.live_stream_every_sec:g} s; a stream stops after "
                             f"{cfg.live_time_limit_sec} s (press start again to continue). Each browser tab keeps "
                             "its own tracker and caption state.")
-                live_state = gr.State(None)
+                live_state = gr.State(None, time_to_live=cfg.live_idle_sec, delete_callback=release_live_state)
                 webcam.stream(app.live_step, inputs=[webcam, live_state],
                               outputs=[live_out, live_caption, live_next, live_stats, live_state],
                               stream_every=cfg.live_stream_every_sec, time_limit=cfg.live_time_limit_sec,
                               concurrency_limit=cfg.live_concurrency, concurrency_id="live", api_name="live",
                               show_progress="hidden")
-                webcam.clear(app.live_reset, outputs=[live_out, live_caption, live_next, live_stats, live_state],
+                webcam.clear(app.live_reset, inputs=[live_state],
+                             outputs=[live_out, live_caption, live_next, live_stats, live_state],
                              api_visibility="private")
 
             with gr.Tab("Batch", id="batch"):
@@ -505,20 +541,33 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
                                 api_name="batch", concurrency_limit=cfg.batch_concurrency, concurrency_id="batch")
 
         demo.load(None, None, [camera_note], js=CAMERA_CHECK_JS)
+        demo.unload(app.session_left)
     demo.caption_app = app  # type: ignore[attr-defined]  # for tests and launch()
+    app.demo = demo
     return demo
 
 
-def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-           max_upload_mb: float = 500, auth: tuple[str, str] | None = None, concurrency: int = 2,
-           queue_size: int | None = 64, prevent_thread_lock: bool = False, quiet: bool = False):
-    """Queue with a concurrency limit and start the server (returns what ``Blocks.launch`` returns)."""
+def allowed_paths(demo: gr.Blocks) -> list[str]:
+    """What Gradio may serve beyond its own upload and cache folders: the request directories
+    (outputs are copied from there into Gradio's cache) and the example clips. Nothing else:
+    not the working directory, the repository, the model weights or the home directory."""
     app: CaptionApp | None = getattr(demo, "caption_app", None)
     allowed = [str(app.work_dir)] if app else []
     if app and app.config.samples_dir is not None and Path(app.config.samples_dir).is_dir():
         allowed.append(str(app.config.samples_dir))
+    return allowed
+
+
+def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+           max_upload_mb: float = 500, auth: tuple[str, str] | None = None, concurrency: int = 2,
+           queue_size: int | None = 16, prevent_thread_lock: bool = False, quiet: bool = False):
+    """Queue with a concurrency limit and start the server (returns what ``Blocks.launch`` returns).
+
+    Loopback only unless ``host`` says otherwise; no public link unless ``share``. When
+    ``queue_size`` requests already wait, the next one is refused at once with Gradio's "busy,
+    please try again" instead of waiting without end."""
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
                        max_file_size=int(max_upload_mb * 1024 * 1024) if max_upload_mb else None,
-                       allowed_paths=allowed, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
+                       allowed_paths=allowed_paths(demo), prevent_thread_lock=prevent_thread_lock, quiet=quiet,
                        show_error=True, css=PAGE_CSS, footer_links=["api", "gradio", "settings"])
