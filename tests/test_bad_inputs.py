@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,12 @@ from captioner import cli
 from captioner.writers import parse_srt, parse_vtt
 
 from corpus import Case, make_corpus
+from servers import free_port, serving
 
 REPO = Path(__file__).resolve().parents[1]
 IMGSZ = "320"  # the session model's size (conftest.model)
 VIDEO_OUTPUTS = ("json", "srt", "vtt", "txt", "tsv")
 HIDDEN_TEMP = re.compile(r"^\..*\.tmp")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,16 +327,11 @@ def test_bad_inputs_are_answered_before_any_model_loads(corpus, monkeypatch, tmp
 def web(model, tmp_path_factory):
     pytest.importorskip("gradio")
     pytest.importorskip("gradio_client")
-    from captioner.webapp import AppConfig, create_app, launch
+    from captioner.webapp import AppConfig, create_app
 
     work = tmp_path_factory.mktemp("corpus-web")
-    demo = create_app(model, model, config=AppConfig(work_dir=work, samples_dir=None))
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=20)
-    try:
-        yield f"http://127.0.0.1:{port}/", work
-    finally:
-        demo.close()
+    with serving(create_app(model, model, config=AppConfig(work_dir=work, samples_dir=None)), max_upload_mb=20) as url:
+        yield url, work
 
 
 def test_corpus_through_the_web_upload_tab(corpus, web, tmp_path, report):

@@ -13,7 +13,6 @@ import asyncio
 import gc
 import os
 import re
-import socket
 import statistics
 import threading
 import time
@@ -34,15 +33,10 @@ psutil = pytest.importorskip("psutil")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from captioner.webapp import AppConfig, allowed_paths, create_app, launch, unique_stem  # noqa: E402
+from servers import serving  # noqa: E402
 
 TIMEOUT_SEC = 180
 USER, PASSWORD = "captioner", "s3cret-pass"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clip(path: Path, seconds: float, size=(320, 180), fps: float = 10.0) -> Path:
@@ -67,13 +61,8 @@ def limited(model, tmp_path_factory):
     config = AppConfig(work_dir=tmp_path_factory.mktemp("limited"), samples_dir=None, max_video_sec=2.0,
                        upload_concurrency=1)
     demo = create_app(model, model, config=config)
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=0.2,
-           queue_size=1, concurrency=1, auth=(USER, PASSWORD))
-    try:
-        yield f"http://127.0.0.1:{port}/", demo
-    finally:
-        demo.close()
+    with serving(demo, max_upload_mb=0.2, queue_size=1, concurrency=1, auth=(USER, PASSWORD)) as url:
+        yield url, demo
 
 
 @pytest.fixture()
@@ -161,12 +150,8 @@ IDLE_SEC = 2.0  # live state idle this long is freed even if the tab's closing w
 def served(model, tmp_path_factory):
     config = AppConfig(work_dir=tmp_path_factory.mktemp("open"), samples_dir=None, live_idle_sec=IDLE_SEC)
     demo = create_app(model, model, config=config)
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=50)
-    try:
-        yield f"http://127.0.0.1:{port}/", demo
-    finally:
-        demo.close()
+    with serving(demo, max_upload_mb=50) as url:
+        yield url, demo
 
 
 def test_loopback_by_default_share_off_and_only_needed_paths_served(served):
