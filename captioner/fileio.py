@@ -71,6 +71,8 @@ def sweep_stale_temps(directory: Path) -> list[Path]:
     key = str(Path(directory).resolve())
     if os.name == "nt" or key in _swept:
         return []
+    if len(_swept) >= 4096:  # a long-running server writes into ever new request folders
+        _swept.clear()
     _swept.add(key)
     removed, now = [], time.time()
     try:
