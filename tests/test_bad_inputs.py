@@ -90,9 +90,13 @@ class Unprivileged:
 
 
 def _can_run_as(prefix: list[str], kwargs: dict, locked: Path) -> bool:
-    probe = f"open({str(locked)!r}, 'rb')"
-    out = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, **kwargs)
-    return "PermissionError" in out.stderr
+    """Can this user run captioner (import it, read the model files) but not read ``locked``?"""
+    weights = REPO / "weights" / "captioner.pt"
+    probe = f"import captioner.cli\nopen({str(weights)!r}, 'rb')\nopen({str(locked)!r}, 'rb')"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=locked.parent, **kwargs)
+    return out.stderr.strip().endswith(f"PermissionError: [Errno 13] Permission denied: {str(locked)!r}")
 
 
 @pytest.fixture(scope="module")

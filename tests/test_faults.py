@@ -152,7 +152,7 @@ def test_kill_9_mid_write_leaves_no_partial_output(clips, tmp_path, report):
     next run removes), and a rerun finishes it."""
     from captioner.training.synthetic import make_clip
 
-    long_clip = make_clip(tmp_path / "long.mp4", duration_sec=30.0, fps=25.0, width=640, height=360)
+    long_clip = make_clip(tmp_path / "long.mp4", duration_sec=12.0, fps=25.0, width=640, height=360)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = ["-f", "all", "--annotate", "--imgsz", "320", "--quiet", "-o", str(out)]
@@ -307,7 +307,7 @@ def test_corrupt_and_foreign_checkpoints_are_refused_clearly(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as handle:
-        pickle.dump({"format": 1, "payload": _Payload(marker)}, handle)
+        pickle.dump({"format": 1, "payload": _Payload(marker)}, handle, protocol=2)
     with pytest.raises(ModelError, match="evil.pt"):
         load_checkpoint(evil)  # weights_only=True: refused, and nothing ran
     assert not marker.exists()
