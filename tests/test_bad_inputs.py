@@ -133,10 +133,20 @@ def run_cli(args: list[str], *, env_dir: Path, unprivileged: Unprivileged | None
                           timeout=timeout, env=env, cwd=env_dir, **kwargs)
 
 
-def shared_dir_for(unprivileged: Unprivileged | None) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="captioner-run-"))
-    folder.chmod(0o777)  # writable by the unprivileged user too
-    return folder
+@pytest.fixture()
+def run_dir():
+    """A fresh folder an unprivileged user may write too (pytest's tmp dirs are 0700); removed after."""
+    folders = []
+
+    def make() -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="captioner-run-"))
+        folder.chmod(0o777)
+        folders.append(folder)
+        return folder
+
+    yield make
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,7 +260,8 @@ def cli_row(case: Case, runner: str, code: int, stderr: str, out: Path, mine: li
     return Row(case.name, runner, str(code), message, problems)
 
 
-def test_corpus_through_the_cli_one_case_at_a_time(corpus, model, unprivileged, monkeypatch, tmp_path, caplog, report):
+def test_corpus_through_the_cli_one_case_at_a_time(corpus, model, unprivileged, monkeypatch, tmp_path, caplog, report,
+                                                   run_dir):
     """Each case alone. In-process with the session's model (``cli.load`` returns it; how fast a
     bad input answers without any model is another test); the unreadable file in a fresh
     process as a user the permissions bind."""
@@ -263,9 +274,9 @@ def test_corpus_through_the_cli_one_case_at_a_time(corpus, model, unprivileged, 
             rows.append(Row(case.name, "cli alone", "skipped", unprivileged.skip_reason, []))
             continue
         if case.name == LOCKED:
-            run_dir = shared_dir_for(unprivileged)
-            out = run_dir / "out"
-            result = run_cli([*args, str(out)], env_dir=run_dir, unprivileged=unprivileged)
+            folder = run_dir()
+            out = folder / "out"
+            result = run_cli([*args, str(out)], env_dir=folder, unprivileged=unprivileged)
             code, stderr = result.returncode, result.stderr
         else:
             caplog.clear()
@@ -277,15 +288,15 @@ def test_corpus_through_the_cli_one_case_at_a_time(corpus, model, unprivileged, 
     assert not leftovers(Path(corpus[0].source).parent)  # nothing was written next to the inputs
 
 
-def test_corpus_mixed_with_a_good_clip_in_one_call(corpus, unprivileged, report):
+def test_corpus_mixed_with_a_good_clip_in_one_call(corpus, unprivileged, report, run_dir):
     """Every case and the good clip in ONE fresh ``captioner`` process (as a user that may not read
     the locked file): each bad one reported on its own line, every playable one captioned."""
-    run_dir = shared_dir_for(unprivileged)
-    out = run_dir / "out"
+    folder = run_dir()
+    out = folder / "out"
     cases = [c for c in corpus if not (c.name == LOCKED and unprivileged.skip_reason)]
     started = time.monotonic()
     result = run_cli([*(str(c.source) for c in cases), "-o", str(out), "-f", "all", "--imgsz", IMGSZ, "--quiet"],
-                     env_dir=run_dir, unprivileged=unprivileged)
+                     env_dir=folder, unprivileged=unprivileged)
     elapsed = time.monotonic() - started
     lines = error_lines(result.stderr)
     rows = [cli_row(c, "cli mixed", result.returncode, result.stderr, out,
@@ -303,7 +314,7 @@ def test_corpus_mixed_with_a_good_clip_in_one_call(corpus, unprivileged, report)
     assert not leftovers(out), leftovers(out)
 
 
-def test_bad_inputs_are_answered_before_any_model_loads(corpus, monkeypatch, tmp_path, report):
+def test_bad_inputs_are_answered_before_any_model_loads(corpus, monkeypatch, tmp_path, report, run_dir):
     """A call with only inputs that can be refused by their header answers at once: no model is
     loaded (``cli.load`` must not run), in-process well under a second; and as a fresh process."""
     monkeypatch.setattr(cli, "load", lambda *a: pytest.fail("a model was loaded for inputs that are all bad"))
@@ -312,9 +323,9 @@ def test_bad_inputs_are_answered_before_any_model_loads(corpus, monkeypatch, tmp
     code, _, stderr, seconds = _cli_in_process(args)
     assert code == 1 and len(error_lines(stderr)) == len(early), stderr
     assert seconds < 1.0, f"{len(early)} bad inputs took {seconds:.2f} s"
-    run_dir = shared_dir_for(None)
+    folder = run_dir()
     started = time.monotonic()
-    result = run_cli(args, env_dir=run_dir)
+    result = run_cli(args, env_dir=folder)
     fresh = time.monotonic() - started
     assert result.returncode == 1 and len(error_lines(result.stderr)) == len(early), result.stderr
     assert fresh < 5.0, f"a fresh process took {fresh:.1f} s for bad inputs only"
@@ -387,24 +398,24 @@ def batch_runner():
     below runs as is. Until then it skips with the reason."""
     if "batch" not in cli.subcommands():
         pytest.skip("`captioner batch` does not exist on this branch yet (issue #11); hook: tests/test_bad_inputs.py::batch_runner")
-    return lambda inputs, out, run_dir: run_cli(["batch", *inputs, "-o", str(out), "--imgsz", IMGSZ], env_dir=run_dir)
+    return lambda inputs, out, folder: run_cli(["batch", *inputs, "-o", str(out), "--imgsz", IMGSZ], env_dir=folder)
 
 
-def test_corpus_through_captioner_batch(corpus, report):
+def test_corpus_through_captioner_batch(corpus, report, run_dir):
     run = batch_runner()
-    run_dir = shared_dir_for(None)
+    folder = run_dir()
     inputs = [str(c.source) for c in corpus if c.name != "no read permission"]  # root reads it: not a refusal here
-    result = run(inputs, run_dir / "out", run_dir)
+    result = run(inputs, folder / "out", folder)
     lines = error_lines(result.stderr)
     rows = []
     for case in (c for c in corpus if c.name != "no read permission"):
         mine = [line for line in lines if str(case.source) in line]
-        problems = check_outputs(case, run_dir / "out") if case.ok else check_message(case, mine[0] if mine else "")
+        problems = check_outputs(case, folder / "out") if case.ok else check_message(case, mine[0] if mine else "")
         rows.append(Row(case.name, "batch", str(result.returncode), mine[0] if mine else "captioned", problems))
     report("bad-input corpus: captioner batch", table(rows))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert all(r.ok for r in rows), table([r for r in rows if not r.ok])
-    assert not leftovers(run_dir / "out")
+    assert not leftovers(folder / "out")
 
 
 # ------------------------------------------------------------------------------------------------
