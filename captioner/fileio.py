@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Iterable, Iterator
 from .errors import CaptionerError
 
 StrPath = str | os.PathLike  # a file or directory path
+
+# what reserve_temp_path names a temporary file: ".<target name>.<8 hex digits><suffix>"
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -56,6 +60,29 @@ def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
         os.close(fd)
         return tmp
     raise CaptionerError(f"{target.parent}: could not create a temporary file next to {target.name}")
+
+
+def sweep_temp_files(directory: StrPath) -> list[Path]:
+    """Remove the temporary files a killed writer left in ``directory`` (not recursive); returns
+    them. Only call it when nothing else can be writing there (batch runs hold a lock)."""
+    removed = []
+    for path in Path(directory).glob(".*"):
+        if TEMP_NAME.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def unique_stem(name: str, used: set[str]) -> str:
+    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``);
+    ``used`` holds the stems taken so far, lower-cased, and gets the new one."""
+    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
+    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
+    candidate, n = stem, 2
+    while candidate.lower() in used:
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate.lower())
+    return candidate
 
 
 def commit_file(tmp: Path, target: Path, *, overwrite: bool) -> None:

@@ -41,13 +41,13 @@ import numpy as np
 
 from .annotate import draw_annotations
 from .errors import CaptionerError, VideoError
-from .fileio import atomic_output, write_files_atomically
+from .fileio import atomic_output, unique_stem, write_files_atomically
 from .jobs import FileOutcome, OutputOptions, caption_file, run_each
 from .pipeline import Captioner
 from .result import Result
 from .stream import Stream
 from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .writers import WRITERS
+from .writers import CAPTION_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ ACCEPTED_VIDEO_TYPES: list[str] = list(VIDEO_EXTENSIONS)  # file_types for uploa
 ACCEPTED_IMAGE_TYPES: list[str] = list(IMAGE_EXTENSIONS)
 DOWNLOAD_FORMATS = ("json", "srt", "vtt")  # offered beside the upload result
 IMAGE_DOWNLOAD_FORMATS = ("json", "txt")  # a still image has no subtitles
-BATCH_FORMATS = tuple(WRITERS)  # json, srt, vtt, txt, tsv per video in the zip
+BATCH_FORMATS = CAPTION_FORMATS  # json, srt, vtt, txt, tsv per video in the zip
 TIMELINE_HEADERS = ["start (s)", "end (s)", "caption", "what happens next", "confidence"]
 BATCH_HEADERS = ["file", "status", "segments", "duration (s)", "details"]
 REPO = Path(__file__).resolve().parents[1]
@@ -113,17 +113,6 @@ def check_media_name(path: Path, name: str, accepted: tuple[str, ...] = VIDEO_EX
         what = "a video" if set(accepted) <= set(VIDEO_EXTENSIONS) else "an image" if set(accepted) <= set(IMAGE_EXTENSIONS) \
             else "a video or an image"
         raise VideoError(f"{name} is {kind}, not {what}; accepted types: {', '.join(accepted)}")
-
-
-def unique_stem(name: str, used: set[str]) -> str:
-    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``)."""
-    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
-    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
-    candidate, n = stem, 2
-    while candidate.lower() in used:
-        candidate, n = f"{stem}-{n}", n + 1
-    used.add(candidate.lower())
-    return candidate
 
 
 def timeline_rows(result: Result) -> list[list[Any]]:
