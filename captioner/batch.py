@@ -615,8 +615,16 @@ class RayEngine:
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=not self.quiet)
+            where = self.address or os.environ.get("RAY_ADDRESS")
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=not self.quiet)
+            except Exception as exc:  # ConnectionError, an authentication error, a bad address...
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+                raise BatchError(f"cannot {'join the Ray cluster at ' + where if where else 'start a local Ray'}: "
+                                 f"{first_line}" + (". A cluster started with `ray start` uses token authentication: "
+                                                    "set RAY_AUTH_MODE=token here and give this machine the head's "
+                                                    "~/.ray/auth_token (see the README)" if where else "")) from None
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # our bars say how it goes
         stop = threading.Event()
         drainer = None

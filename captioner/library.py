@@ -23,13 +23,13 @@ import logging
 import os
 import re
 import sqlite3
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import CaptionerError
 from .result import SCHEMA_VERSION as RESULT_SCHEMA, Result
+from .sqlitefile import SQLiteFile
 
 log = logging.getLogger(__name__)
 
@@ -138,47 +138,25 @@ def read_output_json(path: Path) -> Result:
         raise LibraryError(f"{path}: malformed captioner output ({exc})") from None
 
 
-class Library:
+class Library(SQLiteFile):
     """``OUTDIR/library.sqlite``. Opening creates it (empty) unless ``create=False``."""
 
     def __init__(self, output_dir: str | os.PathLike, *, create: bool = True):
         self.output_dir = Path(output_dir)
-        self.path = self.output_dir / LIBRARY_NAME
-        if not create and not self.path.is_file():
+        path = self.output_dir / LIBRARY_NAME
+        if not create and not path.is_file():
             raise LibraryError(f"{self.output_dir}: no caption library ({LIBRARY_NAME}); "
                                f"build it with `captioner index {self.output_dir}`")
         try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
+            super().__init__(path)
             self.db.executescript(SCHEMA)
         except sqlite3.OperationalError as exc:
             if "fts5" in str(exc).lower():
                 raise LibraryError("this Python's sqlite3 has no FTS5 full-text search; "
                                    "use a Python built with a current SQLite") from None
-            raise LibraryError(f"{self.path}: cannot open the library index ({exc})") from None
+            raise LibraryError(f"{path}: cannot open the library index ({exc})") from None
         except sqlite3.DatabaseError as exc:
-            raise LibraryError(f"{self.path}: cannot open the library index ({exc})") from None
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "Library":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            raise LibraryError(f"{path}: cannot open the library index ({exc})") from None
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -210,11 +188,11 @@ class Library:
 
     def add(self, stem: str, result: Result, json_path: str | os.PathLike) -> int:
         """Index (or re-index) one video's segments; returns how many."""
-        with self._transaction():
+        with self.transaction():
             return self._insert(stem, result, Path(json_path))
 
     def remove(self, stem: str) -> None:
-        with self._transaction():
+        with self.transaction():
             self._remove(stem)
 
     def rebuild(self) -> IndexReport:
@@ -227,7 +205,7 @@ class Library:
                 parsed.append((path.stem, read_output_json(path), path))
             except LibraryError as exc:
                 report.skipped.append(str(exc))
-        with self._transaction():
+        with self.transaction():
             for table in ("segments", "segment_classes", "videos"):
                 self.db.execute(f"DELETE FROM {table}")
             for stem, result, path in parsed:

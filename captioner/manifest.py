@@ -26,12 +26,12 @@ import logging
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import CaptionerError
+from .sqlitefile import SQLiteFile
 
 log = logging.getLogger(__name__)
 
@@ -170,17 +170,13 @@ class ManifestError(CaptionerError):
     """The manifest cannot be opened or is not one this version reads."""
 
 
-class Manifest:
+class Manifest(SQLiteFile):
     """``OUTDIR/manifest.sqlite``, opened by the one process that runs a batch there."""
 
     def __init__(self, output_dir: str | os.PathLike):
-        self.path = Path(output_dir) / MANIFEST_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(output_dir) / MANIFEST_NAME
         try:
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # a finished input survives a power cut too
+            super().__init__(path, synchronous="FULL")  # a finished input survives a power cut too
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)  # idempotent; its own transaction
             with self.transaction():
@@ -188,30 +184,10 @@ class Manifest:
                 if version is None:
                     self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 elif int(version[0]) != SCHEMA_VERSION:
-                    raise ManifestError(f"{self.path}: manifest schema {version[0]}, this captioner reads "
+                    raise ManifestError(f"{path}: manifest schema {version[0]}, this captioner reads "
                                         f"{SCHEMA_VERSION}; use another output folder")
         except sqlite3.DatabaseError as exc:
-            raise ManifestError(f"{self.path}: cannot open the batch manifest ({exc}); is it an SQLite file?") from None
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> "Manifest":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic change (BEGIN IMMEDIATE ... COMMIT; rolled back on any exception)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            raise ManifestError(f"{path}: cannot open the batch manifest ({exc}); is it an SQLite file?") from None
 
     # ---- settings and runs --------------------------------------------------------------------
 

@@ -85,18 +85,24 @@ def browser_clip(artifacts) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(model, artifacts):
-    from captioner.webapp import AppConfig, create_app, launch
+def serve(model, config):
+    """The app over ``model`` on 127.0.0.1 (a free port): yields its URL, then closes it."""
+    from captioner.webapp import create_app, launch
 
-    demo = create_app(model, model, config=AppConfig(work_dir=artifacts / "work", samples_dir=None,
-                                                     live_time_limit_sec=120))
+    demo = create_app(model, model, config=config)
     port = free_port()
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=50)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(model, artifacts):
+    from captioner.webapp import AppConfig
+
+    yield from serve(model, AppConfig(work_dir=artifacts / "work", samples_dir=None, live_time_limit_sec=120))
 
 
 @pytest.fixture(scope="module")
@@ -246,16 +252,9 @@ def library_dir(artifacts, browser_clip) -> Path:
 
 @pytest.fixture(scope="module")
 def library_server(model, artifacts, library_dir):
-    from captioner.webapp import AppConfig, create_app, launch
+    from captioner.webapp import AppConfig
 
-    demo = create_app(model, model, config=AppConfig(work_dir=artifacts / "work-library", samples_dir=None,
-                                                     library_dir=library_dir))
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=50)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    yield from serve(model, AppConfig(work_dir=artifacts / "work-library", samples_dir=None, library_dir=library_dir))
 
 
 def test_library_search_plays_the_result_from_its_start(playwright, library_server, artifacts):
