@@ -255,7 +255,7 @@ class BatchBars:
             from tqdm import tqdm
 
             total_sec = sum(item.duration_sec for item in items)
-            self.overall = tqdm(total=round(total_sec, 1), unit="video-s", desc=f"videos 0/{len(items)}",
+            self.overall = tqdm(total=round(total_sec, 1) or None, unit="video-s", desc=f"videos 0/{len(items)}",
                                 dynamic_ncols=True, unit_scale=False)
 
     def started(self, item) -> None:
