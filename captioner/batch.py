@@ -714,6 +714,8 @@ def _plan(manifest: Manifest, records: list[InputRecord], settings: RunSettings,
                 continue
             log.warning("%s was done, but %s %s missing: redoing it", record.source, ", ".join(missing),
                         "is" if len(missing) == 1 else "are")
+            for name in record.outputs:  # its other files (recorded as its own) are made again with it
+                (output_dir / name).unlink(missing_ok=True)
         plan.items.append(BatchItem(record.id, record.source, record.stem, record.duration_sec or 0.0))
     return plan
 

@@ -224,6 +224,11 @@ def test_changed_settings_refused_then_redone_with_overwrite(model, clips3, tmp_
     (out / "clip00.json").unlink()  # an output removed by hand: that input is no longer done
     again = run_batch(config_for(clips3[:2], out, output_format="json", options={"window_sec": 2.0}), model=model)
     assert (again.done, again.done_before) == (1, 1) and (out / "clip00.json").is_file()
+    both = config_for(clips3[:1], out, output_format="json,txt", overwrite=True, options={"window_sec": 2.0})
+    assert run_batch(both, model=model).done == 1
+    (out / "clip00.txt").unlink()  # one of two files gone: the other is made again too, not refused as existing
+    again = run_batch(config_for(clips3[:1], out, output_format="json,txt", options={"window_sec": 2.0}), model=model)
+    assert again.done == 1 and (out / "clip00.txt").is_file()
 
 
 def test_inputs_lists_urls_and_stems(tmp_path):
