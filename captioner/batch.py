@@ -600,7 +600,7 @@ def import_ray():
 class RayEngine:
     """Ray Data: one row per video (``from_items``), ``map_batches`` with ``RayCaptioner`` on a
     fixed pool of ``workers`` actors (``ActorPoolStrategy``), each with cluster CPUs // workers
-    CPUs (and torch threads) and a GPU share when the cluster has GPUs. Joins ``address`` (or
+    CPUs (at most one node's; as many torch threads) and a GPU share when the cluster has GPUs. Joins ``address`` (or
     ``$RAY_ADDRESS``) when given, else starts a local Ray for the run; a Ray that was already
     initialised in this process (tests) is used as it is. Outputs are written by the actors,
     so on a cluster OUTDIR must be a shared folder with the same path on every node."""
@@ -631,7 +631,9 @@ class RayEngine:
         try:
             resources = ray.cluster_resources()
             size = min(self.workers, len(items))
-            cpus = max(1, int(resources.get("CPU", 1)) // size)
+            # an actor lives on one node: never ask for more CPUs than the biggest node has
+            node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+            cpus = max(1, min(int(resources.get("CPU", 1)) // size, int(node_cpus)))
             gpus = float(resources.get("GPU", 0))
             num_gpus = min(1.0, gpus / size) if gpus > 0 and spec.options.device != "cpu" else 0
             spec = replace(spec, threads=cpus)

@@ -1,5 +1,6 @@
 """One file job and one error loop, shared by the CLI, the web app and batch runs.
 
+``expand_inputs``: folders and globs -> media files (the CLI and ``captioner batch``).
 ``caption_file``: caption one input -> every requested writer -> optional annotated video. All
 targets are checked before any work, and every file is written atomically, so a failure leaves
 no partial output. ``run_each`` runs a job over many inputs: one bad input is reported (named,
