@@ -112,8 +112,9 @@ def test_resume_after_kill_9_at_random_moments(clips20, tmp_path):
     started = time.monotonic()
     for round_ in range(KILL_ROUNDS):
         workers = "2" if round_ % 2 else "1"  # the worker processes must die with their parent too
-        proc = subprocess.Popen(base + ["--workers", workers], env=batch_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        with open(tmp_path / f"run{round_}.stderr", "w") as stderr:  # a file: a full pipe would stall it
+            proc = subprocess.Popen(base + ["--workers", workers], env=batch_env(), stdout=subprocess.DEVNULL,
+                                    stderr=stderr)
         try:
             deadline = time.monotonic() + 90
             while proc.poll() is None and time.monotonic() < deadline:  # until this run is captioning
