@@ -73,17 +73,19 @@ def status_counts(out: Path) -> dict[str, int]:
     return counts
 
 
-def captioning_now(out: Path, pid: int) -> bool:
-    """Whether the run of process ``pid`` has inputs running (not just rows a killed run left)."""
+def captioning_now(out: Path, pid: int, finished_first: bool) -> bool:
+    """Whether the run of process ``pid`` has inputs running (not just rows a killed run left),
+    and, with ``finished_first``, has already finished one (its workers have loaded the models)."""
     try:
         db = sqlite3.connect(f"file:{out / 'manifest.sqlite'}?mode=ro", uri=True, timeout=30)
         try:
-            return db.execute("SELECT COUNT(*) FROM inputs i JOIN runs r ON i.run_id = r.id "
-                              "WHERE r.pid = ? AND i.status = 'running'", (pid,)).fetchone()[0] > 0
+            counts = dict(db.execute("SELECT i.status, COUNT(*) FROM inputs i JOIN runs r ON i.run_id = r.id "
+                                     "WHERE r.pid = ? GROUP BY i.status", (pid,)).fetchall())
         finally:
             db.close()
     except sqlite3.OperationalError:  # not created yet
         return False
+    return counts.get("running", 0) > 0 and (not finished_first or counts.get("done", 0) > 0)
 
 
 def temp_files(out: Path) -> list[Path]:
@@ -118,10 +120,10 @@ def test_resume_after_kill_9_at_random_moments(clips20, tmp_path):
         try:
             deadline = time.monotonic() + 90
             while proc.poll() is None and time.monotonic() < deadline:  # until this run is captioning
-                if (out / "manifest.sqlite").exists() and captioning_now(out, proc.pid):
+                if (out / "manifest.sqlite").exists() and captioning_now(out, proc.pid, workers != "1"):
                     break
                 time.sleep(0.05)
-            delay = rng.uniform(0.0, 3.0)
+            delay = rng.uniform(0.0, 2.0)
             time.sleep(delay)
             killed = proc.poll() is None
             proc.kill()
@@ -158,7 +160,8 @@ def test_resume_after_kill_9_at_random_moments(clips20, tmp_path):
         videos = library.videos()
     assert sorted(v.stem for v in videos) == sorted(r["stem"] for r in rows)
     attempts = sum(r["attempts"] for r in rows)
-    print(f"\nkill-resume: {KILL_ROUNDS} kills (workers, delay s after captioning began, killed while running, "
+    print(f"\nkill-resume: {KILL_ROUNDS} kills (workers, delay s after captioning began [workers 2: after the "
+          f"first input finished], killed while running, "
           f"done, running at the kill): {moments}; final run: {len(done)}/{KILL_CLIPS} done, "
           f"{len(sources) - len(set(sources))} duplicate rows, {len(leftovers)} temp files, "
           f"{len(made)} output files for {len(expected)} expected, {attempts} attempts in all, "
