@@ -1,7 +1,8 @@
-"""captioner web app (Gradio 6): upload a video, caption a webcam live, or caption a batch.
+"""captioner web app (Gradio 6): upload a video, caption a webcam live, caption a batch, search a library.
 
     python app.py                              # http://127.0.0.1:7860
     python app.py --host 0.0.0.0 --port 8080 --auth user:secret --max-upload-mb 200 --max-video-sec 300
+    python app.py --library out/               # + search the caption library of `captioner batch ... -o out`
 
 The models load once at start-up: one pipeline for uploads and batches (``--imgsz``, default
 640) and one at ``--live-imgsz`` (default 320) for the live webcam tab. The page itself is built
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from captioner.errors import CaptionerError
+from captioner.library import LIBRARY_NAME
 from captioner.options import CaptionOptions
 from captioner.webapp import DEFAULT_SAMPLES_DIR, AppConfig, create_app, launch
 
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-every", type=float, default=0.08, help="seconds between webcam frames sent to the server")
     p.add_argument("--live-time-limit", type=int, default=600, help="seconds one live stream may run")
     p.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES_DIR, help="folder of example clips")
+    p.add_argument("--library", type=Path, default=None, metavar="OUTDIR",
+                   help="a `captioner batch` output folder to search in the Library tab (its videos are served)")
     return p
 
 
@@ -65,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-video-sec must be 0 (no limit) or positive")
     if args.queue_size < 1 or args.concurrency < 1:
         parser.error("--queue-size and --concurrency must be at least 1")
+    if args.library is not None and not (args.library / LIBRARY_NAME).is_file():
+        parser.error(f"--library {args.library}: no caption library there ({LIBRARY_NAME}); "
+                     f"run `captioner batch ... -o {args.library}` or `captioner index {args.library}` first")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from captioner.pipeline import load_model
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = AppConfig(live_stream_every_sec=args.live_every, live_time_limit_sec=args.live_time_limit,
                        samples_dir=args.samples, max_video_sec=args.max_video_sec or None,
-                       upload_concurrency=args.concurrency)
+                       upload_concurrency=args.concurrency, library_dir=args.library)
     demo = create_app(model, live_model, config=config)
     launch(demo, host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
            auth=args.auth, concurrency=args.concurrency, queue_size=args.queue_size)

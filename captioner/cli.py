@@ -1,4 +1,6 @@
 """Command line: ``captioner VIDEO...`` captions; ``captioner live SOURCE`` captions a live source;
+``captioner batch INPUTS -o OUTDIR`` captions an archive resumably (``batch``), ``captioner
+index`` / ``captioner search`` build and query OUTDIR's caption library (``library``);
 ``captioner features`` caches perception. A thin argparse layer over the library, in the manner
 of whisper's CLI: it builds ``CaptionOptions`` / ``OutputOptions`` and calls ``jobs``.
 
@@ -13,7 +15,6 @@ model files).
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import sys
 import time
@@ -22,10 +23,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import CaptionerError, ModelError, OptionsError, VideoError
-from .jobs import FileOutcome, OutputOptions, caption_file, run_each
+from .jobs import FileOutcome, OutputOptions, caption_file, expand_inputs, run_each
 from .options import CaptionOptions
-from .video import DEFAULT_ANALYSIS_FPS, check_source, is_media_file, is_url
-from .writers import OUTPUT_FORMATS
+from .video import DEFAULT_ANALYSIS_FPS, check_source
+from .writers import CAPTION_FORMATS, OUTPUT_FORMATS, parse_formats
 
 log = logging.getLogger("captioner")
 
@@ -33,25 +34,17 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 COMMAND_GROUP = "captioner.commands"
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path | str]:
-    """Globs and directories expand to their video and image files (sorted); URLs stay URLs
-    (strings); anything else is kept as given, so that a missing file, or a folder with nothing
-    to caption, is reported by name rather than silently dropped."""
-    items: list[Path | str] = []
-    for pattern in patterns:
-        if is_url(pattern):
-            items.append(pattern)
-            continue
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
-        for match in matches:
-            path = Path(match)
-            if path.is_dir():
-                found = sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
-                items.extend(found if found or glob.has_magic(pattern) else [path])
-            elif not glob.has_magic(pattern) or is_media_file(path):
-                items.append(path)
-    seen: set[Path | str] = set()
-    return [p for p in items if not (p in seen or seen.add(p))]
+FORMAT_HELP = (f"{', '.join(OUTPUT_FORMATS)}, or several comma-separated (default: all = {', '.join(CAPTION_FORMATS)}; "
+               "tracks = one CSV row per detection, tracks.jsonl = the same as JSON lines)")
+
+
+def output_formats(text: str) -> str:
+    """argparse type of ``-f``: a format, ``all`` or a comma-separated list (checked here)."""
+    try:
+        parse_formats(text)
+    except CaptionerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def check_input(item: Path | str) -> FileOutcome:
@@ -155,7 +148,8 @@ def cmd_caption(argv: Sequence[str]) -> int:
         "and predicts what happens next. Subcommands: " + ", ".join(sorted(subcommands())) + " (see `captioner SUBCOMMAND -h`).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image files, folders or glob patterns")
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="where to write outputs (default: .)")
-    parser.add_argument("-f", "--output-format", default="all", choices=OUTPUT_FORMATS, help="default: all")
+    parser.add_argument("-f", "--output-format", default="all", type=output_formats, metavar="FORMAT[,FORMAT...]",
+                        help=FORMAT_HELP)
     parser.add_argument("--annotate", action="store_true", help="also write NAME.annotated.mp4 with boxes, ids and captions")
     parser.add_argument("--show-next", action="store_true", help="add the what-happens-next line to subtitles")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -256,9 +250,201 @@ def cmd_live(argv: Sequence[str]) -> int:
                     quiet=args.quiet).exit_code
 
 
+# ---- captioner batch / index / search -----------------------------------------------------------
+
+class BatchBars:
+    """A batch's progress on the terminal: one overall bar (video seconds, so the ETA weighs
+    long videos properly, with the videos done in its label), one bar per video being captioned
+    (``progress_bar``), and a line per finished input. Called from the engine's threads."""
+
+    def __init__(self, quiet: bool):
+        import threading
+
+        self.quiet, self.lock = quiet, threading.Lock()
+        self.overall = None
+        self.bars: dict[int, tuple] = {}  # item id -> (update, close) of its bar
+        self.in_flight: dict[int, tuple[float, float]] = {}  # item id -> (duration_sec, fraction done)
+        self.done_sec, self.done, self.failed, self.total = 0.0, 0, 0, 0
+
+    def planned(self, summary, items) -> None:
+        earlier = [f"{n} {what}" for n, what in ((summary.done_before, "done earlier"),
+                                                 (summary.failed_before, "failed earlier (--retry-failed retries them)"),
+                                                 (summary.skipped, "skipped"), (summary.recovered, "left mid-way, redone"),
+                                                 (summary.redone, "redone with new settings")) if n]
+        if not self.quiet:
+            print(f"{summary.output_dir}: {summary.inputs} input(s): {len(items)} to caption"
+                  + "".join(f", {e}" for e in earlier), flush=True)
+        self.total = len(items)
+        if items and not self.quiet:
+            from tqdm import tqdm
+
+            total_sec = sum(item.duration_sec for item in items)
+            self.overall = tqdm(total=round(total_sec, 1) or None, unit="video-s", desc=f"videos 0/{len(items)}",
+                                dynamic_ncols=True, unit_scale=False)
+
+    def started(self, item) -> None:
+        with self.lock:
+            self.in_flight[item.id] = (item.duration_sec, 0.0)
+
+    def progress(self, item, done: int, total: int) -> None:
+        with self.lock:
+            if item.id not in self.in_flight:  # a late update of a finished input
+                return
+            if item.id not in self.bars:  # drawn once frames flow (Ray hands every input over at once)
+                self.bars[item.id] = progress_bar(Path(item.source).name[:40], self.quiet)
+            update = self.bars[item.id][0]
+            if update is not None:
+                update(done, total)
+            if total:
+                self.in_flight[item.id] = (item.duration_sec, min(done / total, 1.0))
+                self._refresh()
+
+    def finished(self, item, outcome: FileOutcome) -> None:
+        with self.lock:
+            self.bars.pop(item.id, (None, lambda: None))[1]()
+            self.in_flight.pop(item.id, None)
+            self.done_sec += item.duration_sec
+            if outcome.ok:
+                self.done += 1
+            else:
+                self.failed += 1
+            self._refresh()
+            write = self.overall.write if self.overall is not None else (lambda text, file=None: print(text, file=file))
+            if not outcome.ok:
+                write(f"error: {outcome.error}", file=sys.stderr)
+            elif not self.quiet:
+                result = outcome.result
+                write(f"{outcome.source}: {len(result.segments)} segment(s), {result.video.duration_sec:.1f} s of video "
+                      f"in {outcome.seconds:.1f} s -> {', '.join(p.name for p in outcome.written)}")
+
+    def _refresh(self) -> None:
+        if self.overall is None:
+            return
+        self.overall.set_description(f"videos {self.done + self.failed}/{self.total}"
+                                     + (f" ({self.failed} failed)" if self.failed else ""), refresh=False)
+        seconds = round(self.done_sec + sum(d * f for d, f in self.in_flight.values()), 1)
+        self.overall.update(seconds - self.overall.n)  # redraws at most every mininterval
+
+    def close(self) -> None:
+        with self.lock:
+            for _, close in self.bars.values():
+                close()
+            self.bars.clear()
+            if self.overall is not None:
+                self.overall.close()
+                self.overall = None
+
+
+def cmd_batch(argv: Sequence[str]) -> int:
+    from .batch import ENGINES, BatchConfig, BatchError, run_batch
+
+    parser = argparse.ArgumentParser(
+        prog="captioner batch", description="Caption many videos into one folder, resumably: a manifest in OUTDIR "
+        "records every input, so running the same command again skips what is done and redoes what a crash left "
+        "mid-way. Also keeps OUTDIR's searchable caption library (captioner search).")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video or image files, folders, glob patterns, URLs, or .txt/.list files listing them "
+                             "(one per line; relative paths are relative to the list)")
+    parser.add_argument("-o", "--output-dir", type=Path, required=True, help="where outputs and the manifest go")
+    parser.add_argument("-f", "--output-format", default="all", type=output_formats, metavar="FORMAT[,FORMAT...]",
+                        help=FORMAT_HELP + "; json is always written")
+    parser.add_argument("--annotate", action="store_true", help="also write NAME.annotated.mp4")
+    parser.add_argument("--show-next", action="store_true", help="add the what-happens-next line to subtitles")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs; redo inputs done with other settings or models")
+    parser.add_argument("--retry-failed", action="store_true", help="retry inputs that failed in an earlier run")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes (or Ray actors), each loading the models once (default %(default)s)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local processes, or Ray Data (pip install 'captioner[ray]') (default %(default)s)")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for the run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-file lines")
+    add_caption_args(parser)
+    args = parser.parse_args(argv)
+    options = caption_options(parser, args)
+    try:
+        config = BatchConfig(tuple(args.inputs), OutputOptions(args.output_dir, args.output_format, args.show_next,
+                                                               args.annotate, args.overwrite), options,
+                             args.yolo_weights, args.weights, args.workers, args.engine, args.ray_address,
+                             args.retry_failed)
+    except OptionsError as exc:
+        parser.error(str(exc))
+    bars = BatchBars(args.quiet)
+    try:
+        summary = run_batch(config, bars, argv=["batch", *argv])
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"interrupted: {bars.done} input(s) finished and recorded; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    videos_per_min, rate = summary.throughput()
+    if not args.quiet or summary.exit_code:
+        print(f"{summary.output_dir}: {summary.done} captioned, {summary.failed} failed in this run "
+              f"({summary.video_sec:.1f} s of video in {summary.seconds:.1f} s: {videos_per_min:.1f} videos/min, "
+              f"{rate:.2f} video-s/s); {summary.done_before} done earlier, {summary.failed_before} failed earlier"
+              + (" (rerun with --retry-failed to retry them)" if summary.failed_before else "")
+              + (f", {summary.skipped} skipped" if summary.skipped else ""), file=sys.stderr if summary.exit_code else sys.stdout)
+    return summary.exit_code
+
+
+def cmd_index(argv: Sequence[str]) -> int:
+    from .library import Library
+
+    parser = argparse.ArgumentParser(prog="captioner index", description="(Re)build OUTDIR's caption library "
+                                     "(library.sqlite) from the json outputs in it.")
+    parser.add_argument("output_dir", type=Path, metavar="OUTDIR")
+    args = parser.parse_args(argv)
+    if not args.output_dir.is_dir():
+        parser.error(f"{args.output_dir}: no such folder")
+    with Library(args.output_dir) as library:
+        report = library.rebuild()
+        for reason in report.skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+        print(f"{library.path}: {report.videos} video(s), {report.segments} segment(s) indexed")
+    return EXIT_OK
+
+
+def cmd_search(argv: Sequence[str]) -> int:
+    import json
+
+    from .library import Library
+
+    parser = argparse.ArgumentParser(prog="captioner search", description="Search OUTDIR's caption library: "
+                                     "segments whose caption, next-event lines or objects match, best first (BM25).")
+    parser.add_argument("output_dir", type=Path, metavar="OUTDIR")
+    parser.add_argument("query", nargs="?", default="", help='words, or "an exact phrase" (empty: filters only)')
+    parser.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME",
+                        help="only segments showing this object class (COCO name; repeatable)")
+    parser.add_argument("--min-count", type=int, default=None,
+                        help="with --class: at least this many of it seen at once")
+    parser.add_argument("--video", default=None, help="only this video (its output name, without .json)")
+    parser.add_argument("--limit", type=int, default=10, help="results (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the results as a JSON list")
+    args = parser.parse_args(argv)
+    if args.min_count is not None and not args.classes:
+        parser.error("--min-count needs --class NAME")
+    if not args.query.strip() and not args.classes and not args.video:
+        parser.error("give a query, --class or --video")
+    with Library(args.output_dir, create=False) as library:
+        hits = library.search(args.query, classes=args.classes, min_count=args.min_count or 1, video=args.video,
+                              limit=args.limit)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+    elif not hits:
+        print("no segment matches", file=sys.stderr)
+    for hit in hits if not args.json else []:
+        objects = ", ".join(f"{n} {name}" for name, n in hit.classes.items())
+        print(f"{hit.video}\t{hit.start:.1f}-{hit.end:.1f}\t{hit.caption}" + (f"\t[{objects}]" if objects else ""))
+    return EXIT_OK
+
+
 # ---- dispatch -------------------------------------------------------------------------------------
 
-BUILTIN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"features": cmd_features, "live": cmd_live}
+BUILTIN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "batch": cmd_batch, "features": cmd_features, "index": cmd_index, "live": cmd_live, "search": cmd_search}
 
 
 def subcommands() -> dict[str, object]:

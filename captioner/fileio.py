@@ -32,6 +32,7 @@ StrPath = str | os.PathLike  # a file or directory path
 log = logging.getLogger(__name__)
 
 STALE_TEMP_SEC = 2.0  # a dead writer's temp file untouched this long is removed
+# what reserve_temp_path names a temporary file: ".<target name>.<pid>-<8 hex digits>.tmp<suffix>"
 _TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 _swept: set[str] = set()  # directories this process has already cleaned (once each is enough)
 
@@ -112,6 +113,29 @@ def reserve_temp_path(target: Path, suffix: str = ".tmp") -> Path:
         os.close(fd)
         return tmp
     raise CaptionerError(f"{target.parent}: could not create a temporary file next to {target.name}")
+
+
+def sweep_temp_files(directory: StrPath) -> list[Path]:
+    """Remove every temporary file in ``directory`` (not recursive), whoever wrote it; returns
+    them. Only call it when nothing else can be writing there (batch runs hold a lock)."""
+    removed = []
+    for path in Path(directory).glob(".*"):
+        if _TEMP_NAME.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def unique_stem(name: str, used: set[str]) -> str:
+    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``);
+    ``used`` holds the stems taken so far, lower-cased, and gets the new one."""
+    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
+    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
+    candidate, n = stem, 2
+    while candidate.lower() in used:
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate.lower())
+    return candidate
 
 
 def commit_file(tmp: Path, target: Path, *, overwrite: bool) -> None:

@@ -1,5 +1,6 @@
 """One file job and one error loop, shared by the CLI, the web app and batch runs.
 
+``expand_inputs``: folders and globs -> media files (the CLI and ``captioner batch``).
 ``caption_file``: caption one input -> every requested writer -> optional annotated video. All
 targets are checked before any work, and every file is written atomically, so a failure leaves
 no partial output. ``run_each`` runs a job over many inputs: one bad input is reported (named,
@@ -9,19 +10,20 @@ with the problem) and never stops the others.
 from __future__ import annotations
 
 import errno
+import glob
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
 
 from .errors import CaptionerError, OptionsError
 from .fileio import check_targets
 from .options import CaptionOptions
 from .result import Result
-from .video import is_image_file, is_url
-from .writers import OUTPUT_FORMATS, WRITERS, write_result, writer_formats
+from .video import is_image_file, is_media_file, is_url
+from .writers import WRITERS, ResultWriter, parse_formats, write_result, writer_formats
 
 if TYPE_CHECKING:  # the pipeline (and torch) load only when a model does
     from .pipeline import Captioner, ProgressCallback
@@ -36,14 +38,25 @@ class OutputOptions:
     """What a file job writes, and where."""
 
     output_dir: Path = Path(".")
-    output_format: str = "all"  # one of writers.OUTPUT_FORMATS
+    output_format: str = "all"  # one of writers.OUTPUT_FORMATS, or several comma-separated
     show_next: bool = False  # add the what-happens-next line under each subtitle
     annotate: bool = False  # also write NAME.annotated.mp4
     overwrite: bool = False  # replace existing outputs
 
     def __post_init__(self) -> None:
-        if self.output_format not in OUTPUT_FORMATS:
-            raise OptionsError(f"unknown output format {self.output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+        try:
+            parse_formats(self.output_format)
+        except CaptionerError as exc:
+            raise OptionsError(str(exc)) from None
+
+    def writers(self, still_image: bool = False) -> list[ResultWriter]:
+        return [WRITERS[f](self.output_dir, show_next=self.show_next, overwrite=self.overwrite)
+                for f in writer_formats(self.output_format, still_image)]
+
+    def targets(self, stem: str, still_image: bool = False) -> list[Path]:
+        """Every file a job writes for ``stem``: one per format, then the annotated video."""
+        return ([w.output_path(stem=stem) for w in self.writers(still_image)]
+                + ([annotated_path(self, stem, still_image)] if self.annotate else []))
 
 
 @dataclass
@@ -61,6 +74,27 @@ class FileOutcome:
         return self.error is None
 
 
+def expand_inputs(patterns: Sequence[str]) -> list[Path | str]:
+    """Globs and directories expand to their video and image files (sorted); URLs stay URLs
+    (strings); anything else is kept as given, so that a missing file, or a folder with nothing
+    to caption, is reported by name rather than silently dropped."""
+    items: list[Path | str] = []
+    for pattern in patterns:
+        if is_url(pattern):
+            items.append(pattern)
+            continue
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                found = sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
+                items.extend(found if found or glob.has_magic(pattern) else [path])
+            elif not glob.has_magic(pattern) or is_media_file(path):
+                items.append(path)
+    seen: set[Path | str] = set()
+    return [p for p in items if not (p in seen or seen.add(p))]
+
+
 def annotated_path(output: OutputOptions, stem: str, still_image: bool = False) -> Path:
     return output.output_dir / f"{stem}.annotated.{'jpg' if still_image else 'mp4'}"
 
@@ -76,26 +110,26 @@ def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOpti
     start = time.perf_counter()
     stem = stem or source_stem(source)
     still = isinstance(source, (str, os.PathLike)) and is_image_file(Path(source))
-    writers = [WRITERS[f](output.output_dir, show_next=output.show_next, overwrite=output.overwrite)
-               for f in writer_formats(output.output_format, still)]
+    writers = output.writers(still)
     annotated = annotated_path(output, stem, still) if output.annotate else None
-    check_targets([w.output_path(stem=stem) for w in writers] + ([annotated] if annotated else []),
-                  overwrite=output.overwrite)  # before the work
-    result = model.caption(source, options, progress=progress, keep_detections=annotated is not None)
+    check_targets(output.targets(stem, still), overwrite=output.overwrite)  # before the work
+    keep_detections = annotated is not None or any(w.needs_detections for w in writers)
+    result = model.caption(source, options, progress=progress, keep_detections=keep_detections)
     if display_name is not None:
         result.video.path = display_name
     written: list[Path] = []
-    if annotated is not None:
-        render = render_annotated_image if result.video.is_image else render_annotated_video
-        written.append(render(source, annotated, result, result.frame_detections, overwrite=output.overwrite,
-                              progress=annotate_progress))
-        result.frame_detections = []
     try:
+        if annotated is not None:
+            render = render_annotated_image if result.video.is_image else render_annotated_video
+            written.append(render(source, annotated, result, result.frame_detections, overwrite=output.overwrite,
+                                  progress=annotate_progress))
         written[:0] = write_result(writers, result, stem=stem, overwrite=output.overwrite)
     except BaseException:
-        if written and not output.overwrite:  # all or nothing: the video this job just made goes too
-            written[0].unlink(missing_ok=True)
+        if annotated in written and not output.overwrite:  # all or nothing: the video this job just made goes too
+            annotated.unlink(missing_ok=True)
         raise
+    finally:
+        result.frame_detections = []  # written out; not kept in memory (nor sent between processes)
     return FileOutcome(str(source), result, written, None, time.perf_counter() - start)
 
 

@@ -163,7 +163,9 @@ def merge_segments(segments: list[Segment]) -> list[Segment]:
             prev.end, prev.next = seg.end, seg.next
             prev.evidence = Evidence(sorted(set(prev.evidence.track_ids) | set(seg.evidence.track_ids)),
                                      list(dict.fromkeys(prev.evidence.classes + seg.evidence.classes)),
-                                     prev.evidence.frame_times_sec + seg.evidence.frame_times_sec)
+                                     prev.evidence.frame_times_sec + seg.evidence.frame_times_sec,
+                                     {name: max(prev.evidence.class_counts.get(name, 0), n)
+                                      for name, n in {**prev.evidence.class_counts, **seg.evidence.class_counts}.items()})
         else:
             merged.append(seg)
     return merged

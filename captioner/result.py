@@ -37,6 +37,9 @@ class Evidence:
     track_ids: list[int] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # distinct class names seen
     frame_times_sec: list[float] = field(default_factory=list)
+    # for each class in ``classes``: the most objects of it seen at once in one analysed frame
+    # (robust to track id switches); {} in outputs written before it was recorded
+    class_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

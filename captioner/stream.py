@@ -92,7 +92,17 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
                         if t >= 0 and int(c) in named})
     classes = [COCO_CLASSES[int(c)] for c in slot_classes]
-    return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times)
+    return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times,
+                                                                       class_counts(frames, slot_classes))
+
+
+def class_counts(frames: list[AnalysedFrame], classes: np.ndarray) -> dict[str, int]:
+    """For each of ``classes`` (COCO ids): the most detections of it in one frame of the window."""
+    counts: dict[str, int] = {}
+    for c in classes:
+        name = COCO_CLASSES[int(c)]
+        counts[name] = max((int(np.count_nonzero(f.detections.class_id == c)) for f in frames), default=0)
+    return counts
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The Gradio 6 web app: three tabs over caption pipelines that are loaded once.
+"""The Gradio 6 web app: four tabs over caption pipelines that are loaded once.
 
 - **Upload**: a video in; out come the annotated video (boxes, track ids, caption banner) with
   the captions as a subtitle track, a timeline table and json/srt/vtt downloads. A still image
@@ -10,6 +10,10 @@
   has been idle for ``AppConfig.live_idle_sec``.
 - **Batch**: several videos in, one zip of every output format out, and a per-file status table
   (a file that fails is listed with its error; the others are still processed).
+- **Library** (with ``library_dir``, ``app.py --library OUTDIR``): search the caption library of a
+  ``captioner batch`` output folder (``library.py``); clicking a result plays that video from the
+  segment's start. Only videos the library records are served (each one added to Gradio's
+  allowed paths when it is first played), and OUTDIR itself is allowed only when given.
 
 ``create_app(model, live_model)`` builds the ``gr.Blocks`` (tests call it with models they have
 already loaded); ``launch(demo, ...)`` starts it with the page's CSS and allowed paths. Every
@@ -44,13 +48,14 @@ import numpy as np
 
 from .annotate import draw_annotations
 from .errors import CaptionerError, VideoError
-from .fileio import atomic_output, write_files_atomically
+from .fileio import atomic_output, unique_stem, write_files_atomically
 from .jobs import FileOutcome, OutputOptions, caption_file, run_each
+from .library import Library, LibraryError
 from .pipeline import Captioner
 from .result import Result
 from .stream import Stream
 from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .writers import WRITERS
+from .writers import CAPTION_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +63,11 @@ ACCEPTED_VIDEO_TYPES: list[str] = list(VIDEO_EXTENSIONS)  # file_types for uploa
 ACCEPTED_IMAGE_TYPES: list[str] = list(IMAGE_EXTENSIONS)
 DOWNLOAD_FORMATS = ("json", "srt", "vtt")  # offered beside the upload result
 IMAGE_DOWNLOAD_FORMATS = ("json", "txt")  # a still image has no subtitles
-BATCH_FORMATS = tuple(WRITERS)  # json, srt, vtt, txt, tsv per video in the zip
+BATCH_FORMATS = CAPTION_FORMATS  # json, srt, vtt, txt, tsv per video in the zip
 TIMELINE_HEADERS = ["start (s)", "end (s)", "caption", "what happens next", "confidence"]
 BATCH_HEADERS = ["file", "status", "segments", "duration (s)", "details"]
+LIBRARY_HEADERS = ["video", "start (s)", "end (s)", "caption", "objects (most at once)"]
+LIBRARY_RESULTS = 50  # rows a library search shows
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLES_DIR = REPO / "samples"
 PROGRESS_ANALYSIS_SHARE = 0.7  # of the upload progress bar; rendering the video takes the rest
@@ -83,6 +90,7 @@ class AppConfig:
     work_dir: Path | None = None  # per-request directories go here (default: a new temp dir)
     keep_outputs_sec: float = 3600.0  # request directories older than this are removed
     samples_dir: Path | None = DEFAULT_SAMPLES_DIR
+    library_dir: Path | None = None  # a `captioner batch` output folder to search (the Library tab)
 
 
 class GuardedModel:
@@ -119,17 +127,6 @@ def check_media_name(path: Path, name: str, accepted: tuple[str, ...] = VIDEO_EX
         what = "a video" if set(accepted) <= set(VIDEO_EXTENSIONS) else "an image" if set(accepted) <= set(IMAGE_EXTENSIONS) \
             else "a video or an image"
         raise VideoError(f"{name} is {kind}, not {what}; accepted types: {', '.join(accepted)}")
-
-
-def unique_stem(name: str, used: set[str]) -> str:
-    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``)."""
-    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
-    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
-    candidate, n = stem, 2
-    while candidate.lower() in used:
-        candidate, n = f"{stem}-{n}", n + 1
-    used.add(candidate.lower())
-    return candidate
 
 
 def timeline_rows(result: Result) -> list[list[Any]]:
@@ -213,6 +210,14 @@ class CaptionApp:
         else:
             self.work_dir = Path(self.config.work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
+        # what Gradio may serve; launch() hands this very list to Gradio, so a library video
+        # appended when it is first played is served from then on
+        self.allowed_paths: list[str] = [str(self.work_dir.resolve())]
+        if self.config.samples_dir is not None and Path(self.config.samples_dir).is_dir():
+            self.allowed_paths.append(str(Path(self.config.samples_dir).resolve()))
+        # not the library folder itself (its manifest lists server paths): each video is allowed
+        # when it is looked up in the library and played (allow_file)
+        self.library_dir = Path(self.config.library_dir).resolve() if self.config.library_dir is not None else None
 
     # ---- per-request directories ----------------------------------------------------------------
 
@@ -350,6 +355,71 @@ class CaptionApp:
         summary = f"{ok} of {n} file(s) captioned" + (f"; {n - ok} failed (see the table)." if ok < n else ".")
         return str(zip_path), rows, summary
 
+    # ---- library ----------------------------------------------------------------------------
+
+    def _library(self) -> Library:
+        if self.library_dir is None:
+            raise gr.Error("No caption library: start the app with --library OUTDIR (a captioner batch output folder).")
+        try:
+            return Library(self.library_dir, create=False)
+        except LibraryError as exc:
+            raise gr.Error(str(exc), title="Cannot open the library", print_exception=False) from None
+
+    def library_classes(self) -> list[str]:
+        if self.library_dir is None:
+            return []
+        try:
+            with Library(self.library_dir, create=False) as library:
+                return library.class_names()
+        except LibraryError:
+            return []
+
+    def library_search(self, query: str | None, class_name: str | None, min_count: float | None):
+        """Library tab: (result rows, the segment ids behind them, summary)."""
+        query = (query or "").strip()
+        classes = [class_name] if class_name else []
+        with self._library() as library:
+            try:
+                hits = library.search(query, classes=classes, min_count=max(1, int(min_count or 1)),
+                                      limit=LIBRARY_RESULTS)
+            except LibraryError as exc:
+                raise gr.Error(str(exc), title="Search failed", print_exception=False) from None
+            n_videos = len(library.videos())
+        rows = [[h.video, round(h.start, 2), round(h.end, 2), h.caption,
+                 ", ".join(f"{n} {name}" for name, n in h.classes.items())] for h in hits]
+        what = f"**{query}**" if query else "every segment"
+        where = f" showing {class_name}" + (f" (at least {int(min_count)} at once)" if min_count and min_count > 1 else "") \
+            if class_name else ""
+        summary = (f"{len(hits)} segment(s) for {what}{where}, best first, in a library of {n_videos} video(s). "
+                   "Click a row to play that moment." if hits else f"No segment matches {what}{where}.")
+        return rows, [h.segment_id for h in hits], summary
+
+    def library_open(self, segment_ids: list[int] | None, evt: gr.SelectData):
+        """Library tab, a result clicked: (the video, where to seek {start, name}, summary). The
+        file comes from the library's own records, never from the request."""
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not segment_ids or not isinstance(row, int) or not 0 <= row < len(segment_ids):
+            raise gr.Error("Search first, then click a result.")
+        with self._library() as library:
+            found = library.video_of(segment_ids[row])
+            if found is None:
+                raise gr.Error("That result is no longer in the library; search again.")
+            entry, start = found
+            media = library.media_path(entry)
+        if media is None:
+            raise gr.Error(f"{entry.stem}: its video ({entry.source}) is not a file on this server, and there is no "
+                           f"{entry.stem}.annotated.mp4 in the library folder.", title="Cannot play this video",
+                           print_exception=False)
+        self.allow_file(media)
+        return (gr.Video(value=str(media)), {"start": start, "name": media.name},
+                f"**{entry.stem}** from {start:.1f} s ({media.name})")
+
+    def allow_file(self, path: Path) -> None:
+        """Let Gradio serve one file (a library video, looked up in the library by the caller)."""
+        path = path.resolve()
+        if not any(path.is_relative_to(allowed) for allowed in self.allowed_paths):
+            self.allowed_paths.append(str(path))
+
     # ---- live -------------------------------------------------------------------------------
 
     def live_step(self, image_rgb: np.ndarray | None, state: LiveState | None):
@@ -435,6 +505,27 @@ async () => {
     }
   } catch (e) {}
   return "Camera available. Click the webcam box, allow access if asked, then press the record button to start; press it again to stop.";
+}
+"""
+
+# After a library result is clicked: wait for the player to hold that video, then seek to the
+# segment's start and play (muted, so browsers allow it).
+LIBRARY_SEEK_JS = """
+(target) => {
+  if (!target || target.start === undefined) { return []; }
+  const deadline = Date.now() + 20000;
+  const attempt = () => {
+    const video = document.querySelector('#library-video video');
+    const src = video ? decodeURIComponent(video.currentSrc || video.src || '') : '';
+    if (!video || !src.includes(target.name)) {
+      if (Date.now() < deadline) { setTimeout(attempt, 100); }
+      return;
+    }
+    const go = () => { video.currentTime = target.start; video.muted = true; video.play().catch(() => {}); };
+    if (video.readyState >= 1) { go(); } else { video.addEventListener('loadedmetadata', go, {once: true}); }
+  };
+  attempt();
+  return [];
 }
 """
 
@@ -540,6 +631,39 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
                 batch_run.click(app.caption_batch, inputs=[batch_in], outputs=[batch_zip, batch_table, batch_summary],
                                 api_name="batch", concurrency_limit=cfg.batch_concurrency, concurrency_id="batch")
 
+            with gr.Tab("Library", id="library"):
+                if app.library_dir is None:
+                    gr.Markdown("No caption library. Caption a folder with `captioner batch VIDEOS -o OUTDIR`, then "
+                                "start the app with `python app.py --library OUTDIR` to search it here.",
+                                elem_id="library-none")
+                else:
+                    with gr.Row():
+                        library_query = gr.Textbox(label="Search captions", placeholder="dog runs on the beach",
+                                                   scale=4, elem_id="library-query")
+                        library_class = gr.Dropdown(choices=[""] + app.library_classes(), value="", label="Object",
+                                                    allow_custom_value=True, scale=1, elem_id="library-class")
+                        library_min = gr.Number(value=1, minimum=1, precision=0, label="at least (at once)", scale=1,
+                                                elem_id="library-min-count")
+                        library_run = gr.Button("Search", variant="primary", scale=1, elem_id="library-run")
+                    library_summary = gr.Markdown(f"Library: `{app.library_dir}`", elem_id="library-summary")
+                    library_table = gr.Dataframe(headers=LIBRARY_HEADERS,
+                                                 datatype=["str", "number", "number", "str", "str"],
+                                                 type="array", label="Segments (click one to play it)",
+                                                 interactive=False, wrap=True,
+                                                 column_widths=["18%", "8%", "8%", "48%", "18%"],
+                                                 elem_id="library-results")
+                    library_video = gr.Video(label="Video", interactive=False, elem_id="library-video")
+                    library_seek = gr.JSON(visible=False, elem_id="library-seek")
+                    library_ids = gr.State([])
+                    for trigger in (library_run.click, library_query.submit):
+                        trigger(app.library_search, inputs=[library_query, library_class, library_min],
+                                outputs=[library_table, library_ids, library_summary], concurrency_limit=4,
+                                concurrency_id="library", api_name="library_search")
+                    library_table.select(app.library_open, inputs=[library_ids],
+                                         outputs=[library_video, library_seek, library_summary],
+                                         concurrency_limit=4, concurrency_id="library", api_visibility="private"
+                                         ).then(None, inputs=[library_seek], js=LIBRARY_SEEK_JS)
+
         demo.load(None, None, [camera_note], js=CAMERA_CHECK_JS)
         demo.unload(app.session_left)
     demo.caption_app = app  # type: ignore[attr-defined]  # for tests and launch()
@@ -549,13 +673,11 @@ def create_app(model: Captioner, live_model: Captioner | None = None, *,
 
 def allowed_paths(demo: gr.Blocks) -> list[str]:
     """What Gradio may serve beyond its own upload and cache folders: the request directories
-    (outputs are copied from there into Gradio's cache) and the example clips. Nothing else:
-    not the working directory, the repository, the model weights or the home directory."""
+    (outputs are copied from there into Gradio's cache), the example clips, and each library
+    video once it is played. Nothing else: not the working directory, the repository, the model
+    weights, the library's databases or the home directory."""
     app: CaptionApp | None = getattr(demo, "caption_app", None)
-    allowed = [str(app.work_dir)] if app else []
-    if app and app.config.samples_dir is not None and Path(app.config.samples_dir).is_dir():
-        allowed.append(str(app.config.samples_dir))
-    return allowed
+    return app.allowed_paths if app else []  # the app's own list: library videos are added as they are played
 
 
 def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,

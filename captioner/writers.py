@@ -3,6 +3,12 @@
 >>> write = get_writer("all", "out/", show_next=True)
 >>> write(result, "clips/street.mp4")   # out/street.json, .srt, .vtt, .txt, .tsv
 
+Besides the five caption formats, ``tracks`` (``NAME.tracks.csv``) and ``tracks.jsonl``
+(``NAME.tracks.jsonl``) write one row per detection of every analysed frame, for analysts; they
+need the result's per-frame detections (``caption(..., keep_detections=True)``), which
+``jobs.caption_file`` asks for when one of them is requested. ``-f`` takes one format, ``all``
+(the five caption formats) or a comma-separated list such as ``json,tracks``.
+
 Every file is written atomically (``fileio.write_files_atomically``: temporary file in the same
 directory, fsync, rename), and a run that would replace an existing file is refused *before*
 anything is written unless ``overwrite=True``. When several formats are written at once, all of them are rendered and
@@ -14,7 +20,9 @@ validate what was written).
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import logging
 import math
@@ -106,6 +114,7 @@ class ResultWriter:
     (the stem is the video's, or the ``stem`` given)."""
 
     extension: str = ""
+    needs_detections: bool = False  # renders result.frame_detections (caption with keep_detections)
 
     def __init__(self, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False):
         self.output_dir = Path(output_dir)
@@ -184,27 +193,90 @@ class WriteTSV(ResultWriter):
         return "\n".join(rows) + "\n"
 
 
+TRACK_FIELDS = ("t_sec", "track_id", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2")
+
+
+def detection_rows(result: Result) -> list[dict]:
+    """One dict per detection of every analysed frame, in time order: ``TRACK_FIELDS`` (seconds,
+    track id or -1 where the tracker has not confirmed one, COCO class, confidence, box corners in
+    source-frame pixels)."""
+    if not result.frame_detections:
+        raise CaptionerError(f"{result.video.path}: the tracks formats need the per-frame detections; "
+                             "caption with keep_detections=True")
+    rows = []
+    for t_sec, det in result.frame_detections:
+        for box, conf, class_id, track_id, name in zip(det.box_xyxy, det.confidence, det.class_id, det.track_id,
+                                                       det.class_names):
+            rows.append({"t_sec": round(float(t_sec), 3), "track_id": int(track_id), "class_id": int(class_id),
+                         "class_name": name, "confidence": round(float(conf), 4),
+                         **{k: round(float(v), 1) for k, v in zip(("x1", "y1", "x2", "y2"), box)}})
+    return rows
+
+
+class WriteTracksCSV(ResultWriter):
+    """``NAME.tracks.csv``: one row per detection (``TRACK_FIELDS``), with a header line."""
+
+    extension = "tracks.csv"
+    needs_detections = True
+
+    def render(self, result: Result) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=TRACK_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(detection_rows(result))
+        return buffer.getvalue()
+
+
+class WriteTracksJSONL(ResultWriter):
+    """``NAME.tracks.jsonl``: one JSON object per detection, the box as ``box_xyxy``."""
+
+    extension = "tracks.jsonl"
+    needs_detections = True
+
+    def render(self, result: Result) -> str:
+        lines = []
+        for row in detection_rows(result):
+            box = [row.pop(k) for k in ("x1", "y1", "x2", "y2")]
+            lines.append(json.dumps({**row, "box_xyxy": box}, ensure_ascii=False))
+        return "".join(f"{line}\n" for line in lines)
+
+
 WRITERS: dict[str, type[ResultWriter]] = {
     "json": WriteJSON,
     "srt": WriteSRT,
     "vtt": WriteVTT,
     "txt": WriteTXT,
     "tsv": WriteTSV,
+    "tracks": WriteTracksCSV,
+    "tracks.jsonl": WriteTracksJSONL,
 }
+CAPTION_FORMATS: tuple[str, ...] = ("json", "srt", "vtt", "txt", "tsv")  # what "all" writes
 OUTPUT_FORMATS: tuple[str, ...] = (*WRITERS, "all")
 TIMED_FORMATS = ("srt", "vtt")  # subtitles need a timeline: not written for a still image
+
+
+def parse_formats(output_format: str) -> list[str]:
+    """``json``, ``all`` or ``json,tracks,...`` -> the format names, in order, once each; an
+    unknown name is a ``CaptionerError`` naming it."""
+    formats: list[str] = []
+    for part in output_format.split(","):
+        fmt = part.strip().lower().lstrip(".")
+        if fmt not in OUTPUT_FORMATS:
+            raise CaptionerError(f"unknown output format {part.strip()!r}; choose from {', '.join(OUTPUT_FORMATS)} "
+                                 "(several: comma-separated, e.g. json,tracks)")
+        formats += CAPTION_FORMATS if fmt == "all" else [fmt]
+    return list(dict.fromkeys(formats))
 
 
 def writer_formats(output_format: str, still_image: bool = False) -> list[str]:
     """The formats ``-f output_format`` writes; ``all`` leaves out subtitles for a still image,
     and asking for subtitles of a still image is an error."""
-    fmt = output_format.lower().lstrip(".")
-    if fmt not in OUTPUT_FORMATS:
-        raise CaptionerError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    formats = list(WRITERS) if fmt == "all" else [fmt]
+    formats = parse_formats(output_format)
     if still_image:
-        if formats == [fmt] and fmt in TIMED_FORMATS:
-            raise CaptionerError(f"a still image has no timeline, so no {fmt} subtitles; use -f json, txt, tsv or all")
+        named = [part.strip().lower().lstrip(".") for part in output_format.split(",")]
+        asked = [f for f in named if f in TIMED_FORMATS]  # by name, not through "all"
+        if asked:
+            raise CaptionerError(f"a still image has no timeline, so no {asked[0]} subtitles; use -f json, txt, tsv or all")
         formats = [f for f in formats if f not in TIMED_FORMATS]
     return formats
 
@@ -223,10 +295,11 @@ def write_result(
 
 
 class WriteAll:
-    """Writes every format in ``WRITERS`` at once (``-f all``), all-or-nothing."""
+    """Writes several formats at once (``-f all``: the caption formats), all-or-nothing."""
 
-    def __init__(self, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False):
-        self.writers = [cls(output_dir, show_next=show_next, overwrite=overwrite) for cls in WRITERS.values()]
+    def __init__(self, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False,
+                 formats: Sequence[str] = CAPTION_FORMATS):
+        self.writers = [WRITERS[f](output_dir, show_next=show_next, overwrite=overwrite) for f in formats]
         self.overwrite = overwrite
 
     def output_paths(self, video_path: StrPath | None = None, *, stem: str | None = None) -> list[Path]:
@@ -239,14 +312,12 @@ class WriteAll:
 def get_writer(
     output_format: str, output_dir: StrPath, *, show_next: bool = False, overwrite: bool = False
 ) -> ResultWriter | WriteAll:
-    """A callable ``(result, video_path=None, *, stem=None) -> [paths written]`` for one format or
-    ``"all"``; ``output_paths(...)`` says which files it would write."""
-    fmt = output_format.lower().lstrip(".")
-    if fmt == "all":
-        return WriteAll(output_dir, show_next=show_next, overwrite=overwrite)
-    if fmt not in WRITERS:
-        raise CaptionerError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    return WRITERS[fmt](output_dir, show_next=show_next, overwrite=overwrite)
+    """A callable ``(result, video_path=None, *, stem=None) -> [paths written]`` for one format,
+    ``"all"`` or a comma-separated list; ``output_paths(...)`` says which files it would write."""
+    formats = parse_formats(output_format)
+    if len(formats) == 1 and output_format.strip().lower().lstrip(".") != "all":
+        return WRITERS[formats[0]](output_dir, show_next=show_next, overwrite=overwrite)
+    return WriteAll(output_dir, show_next=show_next, overwrite=overwrite, formats=formats)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -85,18 +85,24 @@ def browser_clip(artifacts) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(model, artifacts):
-    from captioner.webapp import AppConfig, create_app, launch
+def serve(model, config):
+    """The app over ``model`` on 127.0.0.1 (a free port): yields its URL, then closes it."""
+    from captioner.webapp import create_app, launch
 
-    demo = create_app(model, model, config=AppConfig(work_dir=artifacts / "work", samples_dir=None,
-                                                     live_time_limit_sec=120))
+    demo = create_app(model, model, config=config)
     port = free_port()
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_upload_mb=50)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(model, artifacts):
+    from captioner.webapp import AppConfig
+
+    yield from serve(model, AppConfig(work_dir=artifacts / "work", samples_dir=None, live_time_limit_sec=120))
 
 
 @pytest.fixture(scope="module")
@@ -215,5 +221,70 @@ def test_live_without_camera_says_so(playwright, server):
         text = note.inner_text()
         assert "No camera" in text or "permission" in text or "not a secure context" in text, text
         print(f"\nwithout a camera the Live tab says: {text}")
+    finally:
+        browser.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Library tab: search a caption library, click a result, the video plays from the segment's start
+
+
+LIBRARY_SEGMENT_START = 3.0
+
+
+@pytest.fixture(scope="module")
+def library_dir(artifacts, browser_clip) -> Path:
+    """A caption library whose segments are known, over the H.264 clip (what Chromium plays)."""
+    from captioner.library import Library
+    from captioner.result import Evidence, Result, Segment, VideoMeta
+    from captioner.writers import WriteJSON
+
+    folder = artifacts / "library"
+    segments = [Segment(0.0, LIBRARY_SEGMENT_START, "a bus waits at the stop", 0.5, [],
+                        Evidence([1], ["bus"], [0.0], {"bus": 1})),
+                Segment(LIBRARY_SEGMENT_START, 6.0, "two men walk past the bus", 0.5, [],
+                        Evidence([2, 3], ["person", "bus"], [LIBRARY_SEGMENT_START], {"person": 2, "bus": 1}))]
+    WriteJSON(folder)(Result(VideoMeta(str(browser_clip), 6.0, 10.0, 640, 360), segments), stem="bus_people")
+    with Library(folder) as library:
+        assert library.rebuild().segments == 2
+    return folder
+
+
+@pytest.fixture(scope="module")
+def library_server(model, artifacts, library_dir):
+    from captioner.webapp import AppConfig
+
+    yield from serve(model, AppConfig(work_dir=artifacts / "work-library", samples_dir=None, library_dir=library_dir))
+
+
+def test_library_search_plays_the_result_from_its_start(playwright, library_server, artifacts):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required"])
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(library_server, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Library").click()
+        page.locator("#library-query textarea, #library-query input").first.fill("men walking by the bus")
+        page.locator("#library-run").click()
+        page.wait_for_function("() => document.querySelector('#library-results').innerText"
+                               ".includes('two men walk past the bus')", timeout=30_000)
+        cells = page.locator("#library-results").get_by_text("two men walk past the bus").locator("visible=true")
+        first_row = page.locator("#library-results").get_by_text("bus_people").locator("visible=true").first
+        assert first_row.bounding_box()["y"] == pytest.approx(cells.first.bounding_box()["y"], abs=5)  # best first
+        # where the player seeks to (media events do not bubble, but a capturing listener sees them)
+        page.evaluate("() => document.addEventListener('seeked', e => { window.__seekedTo ??= e.target.currentTime; },"
+                      " true)")
+        cells.first.click()
+        page.wait_for_function("() => window.__seekedTo !== undefined", timeout=30_000)
+        seeked_to = page.evaluate("() => window.__seekedTo")
+        position = page.evaluate("() => document.querySelector('#library-video video').currentTime")
+        shot = artifacts / "library.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert seeked_to == pytest.approx(LIBRARY_SEGMENT_START, abs=0.25), seeked_to
+        assert LIBRARY_SEGMENT_START - 0.25 <= position <= LIBRARY_SEGMENT_START + 3.1, position
+        assert "bus_people" in page.locator("#library-summary").inner_text()
+        print(f"\nlibrary tab: clicked the first result; the player sought to {seeked_to:.2f} s and is at "
+              f"{position:.2f} s (segment starts at {LIBRARY_SEGMENT_START} s); screenshot: {shot}")
     finally:
         browser.close()

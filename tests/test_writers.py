@@ -11,7 +11,7 @@ import pytest
 from captioner import fileio, writers
 from captioner.errors import CaptionerError
 from captioner.result import SCHEMA_VERSION, Evidence, NextEvent, Result, Segment, VideoMeta
-from captioner.writers import WRITERS, SubtitleParseError, get_writer, parse_srt, parse_vtt
+from captioner.writers import CAPTION_FORMATS, SubtitleParseError, get_writer, parse_srt, parse_vtt
 
 EXTENSIONS = {"json", "srt", "vtt", "txt", "tsv"}
 
@@ -139,7 +139,7 @@ def test_refusal_keeps_all_existing_outputs_identical(tmp_path: Path):
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     other = make_result()
     other.segments[0].caption = "something else"
-    for fmt in ["all", *WRITERS]:
+    for fmt in ["all", *CAPTION_FORMATS]:  # the tracks formats write other files (and need detections)
         with pytest.raises(CaptionerError, match="exists; use --overwrite"):
             get_writer(fmt, tmp_path)(other, "street.mp4")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
