@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
 
 from .engines import BatchError, BatchItem, LocalEngine, OutputLock, RayEngine, RunEvents, WorkerSpec
 from .errors import CaptionerError, OptionsError
 from .fileio import sweep_temp_files, unique_stem
-from .jobs import FileOutcome, OutputOptions, expand_inputs
+from .jobs import FileOutcome, OutputOptions, expand_inputs, source_name
 from .library import Library, LibraryError
 from .manifest import InputRecord, Manifest, NewInput, RunSettings
 from .options import CaptionOptions
-from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_media_file, probe
+from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_media_file, is_url, probe
 from .writers import parse_formats
 
 log = logging.getLogger(__name__)
@@ -134,10 +132,6 @@ class BatchReporter:
 # inputs
 
 
-def is_url(text: str) -> bool:
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
-
-
 def read_input_list(path: Path) -> list[str]:
     """The entries of a list file: one path (relative to the list's folder), folder, glob or URL
     per line; blank lines and lines starting with # are ignored."""
@@ -188,14 +182,6 @@ def collect_inputs(patterns: Sequence[str], output_dir: Path | None = None) -> t
     for pattern in patterns:
         visit(pattern, False)
     return list(dict.fromkeys(sources)), skipped
-
-
-def source_name(source: str) -> str:
-    """The file name an input's output stem is made from (a URL's last path part)."""
-    if is_url(source):
-        url = urlparse(source)
-        return Path(url.path).name or url.netloc
-    return Path(source).name
 
 
 def probe_duration(source: str) -> float | None:
@@ -342,8 +328,9 @@ def _run_batch(config: BatchConfig, output: OutputOptions, settings: RunSettings
             manifest.record_settings(settings)
             used = manifest.stems()
             known = {r.source for r in manifest.records([*sources, *skipped])}
-            manifest.add_inputs([NewInput(s, unique_stem(source_name(s), used)) for s in sources if s not in known]
-                                + [NewInput(s, unique_stem(source_name(s), used), skipped_reason=why)
+            manifest.add_inputs([NewInput(s, unique_stem(source_name(s), used, untrusted=is_url(s)))
+                                 for s in sources if s not in known]
+                                + [NewInput(s, unique_stem(source_name(s), used, untrusted=is_url(s)), skipped_reason=why)
                                    for s, why in skipped.items() if s not in known])
             recovered = manifest.recover()
             _remove_begun_files(output_dir, recovered)

@@ -50,8 +50,6 @@ def output_formats(text: str) -> str:
 def check_input(item: Path | str) -> FileOutcome:
     """``video.check_source``: the checks that need no model (exists, readable, not empty,
     opens as a video or image), so bad inputs are reported before the models load."""
-    if isinstance(item, Path) and item.is_dir():
-        raise VideoError(f"{item}: is a folder with no video or image files in it")
     check_source(item)
     return FileOutcome(str(item))
 

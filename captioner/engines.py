@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LOCK = ".captioner-batch.lock"  # held by the run's parent process
 WORKERS_LOCK = ".captioner-batch.workers.lock"  # held (shared) by every worker process and actor
+BATCH_LOCK_FILES = (BATCH_LOCK, WORKERS_LOCK)  # empty files that stay between runs
 ORPHAN_WAIT_SEC = 60.0  # how long a new run waits for a killed run's workers to go
 RAY_INSTALL = "pip install 'captioner[ray]'  (or: pip install 'ray[data]>=2.40')"
 

@@ -126,11 +126,17 @@ def sweep_temp_files(directory: StrPath) -> list[Path]:
     return removed
 
 
-def unique_stem(name: str, used: set[str]) -> str:
-    """A safe, not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``);
-    ``used`` holds the stems taken so far, lower-cased, and gets the new one."""
-    stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in Path(name).stem.strip())
-    stem = stem.lstrip(".")[:120] or "video"  # no hidden output files
+def unique_stem(name: str, used: set[str], *, untrusted: bool = True) -> str:
+    """A not yet used file stem for ``name``'s outputs (``a.mp4`` twice -> ``a``, ``a-2``); ``used``
+    holds the stems taken so far, lower-cased, and gets the new one. An ``untrusted`` name (an
+    upload's, a URL's) keeps only letters, digits and ``-_.+``; a local file keeps its own stem,
+    spaces, quotes and all (only path separators go). Never a hidden file."""
+    raw = Path(name.replace("\\", "/")).stem.strip()
+    if untrusted:
+        stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in raw)
+    else:
+        stem = raw.replace("/", "_").replace("\0", "_")
+    stem = stem.lstrip(".")[:120] or "video"
     candidate, n = stem, 2
     while candidate.lower() in used:
         candidate, n = f"{stem}-{n}", n + 1

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
+from urllib.parse import urlparse
 
 from .errors import CaptionerError, OptionsError
-from .fileio import check_targets
+from .fileio import check_targets, unique_stem
 from .options import CaptionOptions
 from .result import Result
 from .video import is_image_file, is_media_file, is_url
@@ -133,14 +134,19 @@ def caption_file(model: Captioner, source: str | os.PathLike, output: OutputOpti
     return FileOutcome(str(source), result, written, None, time.perf_counter() - start)
 
 
-def source_stem(source: object) -> str:
-    """The default stem of an input's outputs: the file's, or a URL's last path part (made safe)."""
+def source_name(source: object) -> str:
+    """The name an input's outputs are named after: the file's name, or a URL's last path part."""
     text = str(source)
     if is_url(text):
-        text = text.split("?", 1)[0].split("#", 1)[0].rstrip("/")
-        stem = Path(text.rsplit("/", 1)[-1]).stem
-        return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in stem).lstrip(".") or "stream"
-    return Path(text).stem or "output"
+        url = urlparse(text)
+        return Path(url.path).name or url.netloc or "stream"
+    return Path(text).name
+
+
+def source_stem(source: object) -> str:
+    """The default stem of an input's outputs: the file's own, or a URL's last path part (made safe:
+    a URL's text is not the user's file name)."""
+    return unique_stem(source_name(source), set(), untrusted=is_url(str(source)))
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import os
 import time
 from dataclasses import dataclass
@@ -98,7 +99,8 @@ def _webcam_index(source: Source) -> int | None:
 
 
 def is_url(source: Source) -> bool:
-    return isinstance(source, str) and "://" in source
+    """``scheme://...`` (rtsp, http, https, file...): a stream for FFmpeg, not a local path."""
+    return isinstance(source, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
 
 
 def check_fps(target_fps: float | None) -> None:
@@ -371,7 +373,7 @@ def _check_file(path: Path, image_ok: bool = False) -> bytes:
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
-        raise VideoError(f"{path}: is a directory, not a video file")
+        raise VideoError(f"{path}: is a folder with no video or image files in it")
     try:
         head = container.read_head(path)
     except PermissionError:

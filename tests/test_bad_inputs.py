@@ -167,10 +167,14 @@ class Row:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Hidden temp files or anything partial left in ``folder``."""
+    """Hidden temp files or anything partial left in ``folder`` (a batch's lock files are neither:
+    they stay, empty, so the next batch in that folder can take the same lock)."""
     if not folder.exists():
         return []
-    return sorted(p.name for p in folder.rglob("*") if HIDDEN_TEMP.match(p.name) or p.name.startswith("."))
+    from captioner.engines import BATCH_LOCK_FILES
+
+    return sorted(p.name for p in folder.rglob("*")
+                  if (HIDDEN_TEMP.match(p.name) or p.name.startswith(".")) and p.name not in BATCH_LOCK_FILES)
 
 
 def check_outputs(case: Case, out: Path, formats=VIDEO_OUTPUTS) -> list[str]:

@@ -250,7 +250,7 @@ def test_inputs_lists_urls_and_stems(tmp_path):
     assert sources == [str(a / "clip.mp4"), "https://example.com/v/clip.mp4?x=1", str(b / "clip.mp4")]
     assert skipped == {}
     from captioner.fileio import unique_stem
-    from captioner.batch import source_name
+    from captioner.jobs import source_name
 
     used: set[str] = set()
     assert [unique_stem(source_name(s), used) for s in sources] == ["clip", "clip-2", "clip-3"]
@@ -435,7 +435,7 @@ def test_library_tab_serves_only_library_videos(model, clips3, tmp_path):
     out = tmp_path / "out"
     assert run_batch(config_for(clips3[:2], out, output_format="json"), model=model).done == 2
     app = CaptionApp(model, config=AppConfig(work_dir=tmp_path / "work", samples_dir=None, library_dir=out))
-    assert str(out.resolve()) in app.allowed_paths
+    assert str(out.resolve()) not in app.allowed_paths  # not the folder: its manifest lists server paths
     rows, ids, summary = app.library_search("", None, 1)
     assert len(rows) == len(ids) >= 2 and "Click a row" in summary
     video, seek, _ = app.library_open(ids, gr.SelectData(None, {"index": [1, 0], "value": rows[1][0]}))
