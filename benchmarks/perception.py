@@ -49,7 +49,7 @@ def main() -> None:
 
         def run_ours():
             tracker = ours.new_tracker(4.0)
-            return [ours.detect([f], tracker)[0] for f in frames]
+            return [ours.detect([f], tracker)[0].detections for f in frames]
 
         run_plain(), run_ours()  # warm-up: model fuse, allocator, first-call setup
         plain_ms, ours_ms = [], []
@@ -65,7 +65,7 @@ def main() -> None:
         identical = all(
             np.array_equal(p.boxes.xyxy.cpu().numpy(), d.box_xyxy) and np.array_equal(p.boxes.cls.cpu().numpy().astype(np.int32), d.class_id)
             and np.array_equal(p.boxes.conf.cpu().numpy(), d.confidence)
-            for p, (d, _) in zip(plain_out, ours_out)
+            for p, d in zip(plain_out, ours_out)
         )
         p_med, o_med = statistics.median(plain_ms), statistics.median(ours_ms)
         print(f"imgsz={imgsz}: YOLO.predict {p_med:.1f} ms/frame | one-pass detections+features+tracking "

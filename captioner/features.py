@@ -30,17 +30,22 @@ from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, VideoInfo, open_source
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CAPTIONER_CACHE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: per-box appearance, spatial cells, one class per track
 
 
 @dataclass
 class FrameFeatures:
-    """One analysed frame. ``embedding``: (D,) float32 pooled YOLO neck features."""
+    """One analysed frame (see ``perception.PerceivedFrame``).
+
+    embedding: (D,) float32 pooled YOLO neck features; cells: (G, C) float32 pooled grid cells
+    of the last neck map, or None where unknown (hand-made test frames).
+    """
 
     t_sec: float
     frame_index: int
-    detections: Detections  # every detection, with its track id (-1 where unconfirmed)
+    detections: Detections  # every detection, with its track id (-1 where unconfirmed) and appearance
     embedding: np.ndarray
+    cells: np.ndarray | None = None
 
     @property
     def tracks(self) -> Detections:
@@ -90,12 +95,12 @@ class PerceptionStream:
             return None
         if image_bgr is None:
             raise ValueError(f"frame at {t_sec:.3f}s is analysed but no image was given (decode frames that wants() accepts)")
-        (detections, embedding), = self.perception.detect([image_bgr], self.tracker)
-        self.last = FrameFeatures(t_sec, frame_index, detections, embedding)
+        seen, = self.perception.detect([image_bgr], self.tracker)
+        self.last = FrameFeatures(t_sec, frame_index, seen.detections, seen.embedding, seen.cells)
         return self.last
 
     def display_detections(self, image_bgr: np.ndarray) -> Detections:
-        (detections, _), = self.perception.detect([image_bgr])
+        detections = self.perception.detect([image_bgr])[0].detections
         if self.last is not None:
             detections.track_id[:] = match_track_ids(detections, self.last.detections.tracked)
         return detections
@@ -138,16 +143,18 @@ class FeatureCache:
         if not path.exists():
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                offsets = data["offsets"]
-                frames = []
-                for i, (t_sec, index) in enumerate(zip(data["t_sec"], data["frame_index"])):
-                    lo, hi = offsets[i], offsets[i + 1]
-                    detections = Detections(data["box_xyxy"][lo:hi], data["confidence"][lo:hi],
-                                            data["class_id"][lo:hi], data["track_id"][lo:hi])
-                    frames.append(FrameFeatures(float(t_sec), int(index), detections,
-                                                data["embedding"][i].astype(np.float32)))
+            with np.load(path, allow_pickle=False) as npz:
+                data = {name: npz[name] for name in npz.files}  # each read once (npz decompresses per access)
+            meta = json.loads(str(data["meta"]))
+            offsets = data["offsets"]
+            appearance = data["appearance"].astype(np.float32)
+            frames = []
+            for i, (t_sec, index) in enumerate(zip(data["t_sec"], data["frame_index"])):
+                lo, hi = offsets[i], offsets[i + 1]
+                detections = Detections(data["box_xyxy"][lo:hi], data["confidence"][lo:hi], data["class_id"][lo:hi],
+                                        data["track_id"][lo:hi], appearance[lo:hi])
+                frames.append(FrameFeatures(float(t_sec), int(index), detections, data["embedding"][i].astype(np.float32),
+                                            data["cells"][i].astype(np.float32)))
         except Exception as exc:  # a damaged cache entry is recomputed, never trusted
             log.warning("feature cache %s is unreadable (%s); recomputing", path, exc)
             return None
@@ -157,6 +164,7 @@ class FeatureCache:
         frames = features.frames
         counts = [len(f.detections) for f in frames]
         dim = frames[0].embedding.shape[0] if frames else 0
+        cells_shape = frames[0].cells.shape if frames else (0, 0)
 
         def cat(attr: str, shape: tuple, dtype) -> np.ndarray:
             parts = [getattr(f.detections, attr) for f in frames]
@@ -173,6 +181,8 @@ class FeatureCache:
             "track_id": cat("track_id", (0,), np.int32),
             # float16 halves the cache; pooled activations need no more precision
             "embedding": np.stack([f.embedding for f in frames]).astype(np.float16) if frames else np.zeros((0, dim), np.float16),
+            "cells": np.stack([f.cells for f in frames]).astype(np.float16) if frames else np.zeros((0, *cells_shape), np.float16),
+            "appearance": cat("appearance", (0, dim), np.float16),
         }
         with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # readers never see a half-written entry
             np.savez_compressed(handle, **arrays)

@@ -1,10 +1,18 @@
-"""Stage 2: ONE YOLO forward pass per frame gives detections, track ids and pooled features.
+"""Stage 2: ONE YOLO forward pass per frame gives detections, track ids and features.
 
 Detections come from ``YOLO.predict`` itself (same preprocessing, same NMS), so they are
 exactly what Ultralytics gives. While that forward pass runs, forward hooks on chosen neck
-layers capture their feature maps, which are average-pooled into one embedding per frame: no
-second pass. Track ids come from an Ultralytics tracker (ByteTrack by default) that belongs to
-one stream (``StreamTracker``): two streams processed alternately never mix ids.
+layers (P3, P4, P5) capture their feature maps; from those same maps, with no second pass:
+
+- ``embedding``: each map average-pooled, concatenated (the frame's appearance);
+- ``cells``: the P5 map average-pooled to a 3 x 3 grid (where things are in the scene);
+- ``Detections.appearance``: each box RoI-aligned on every map and averaged (what each object
+  looks like: "a black dog", "a man in a red shirt").
+
+Track ids come from an Ultralytics tracker (ByteTrack by default) that belongs to one stream
+(``StreamTracker``): two streams processed alternately never mix ids. A track has one class:
+the one with the most confidence over its life so far, so boxes, captions and forecasts never
+call the same object a dog in one frame and a cow in the next.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ SHIPPED_YOLO_NAME = "yolo11n-coco-int8w.pt"
 SHIPPED_YOLO_SHA256 = "3810b2717549c73d06ab6722cdb77f55d0b4b25b32c2396eb4db4d772f56870d"
 # YOLO11n / YOLOv8n neck outputs at strides 8, 16, 32 (the inputs of the Detect head).
 DEFAULT_FEATURE_LAYERS: tuple[int, ...] = (16, 19, 22)
+CELL_GRID = 3  # the last (P5) map pooled to CELL_GRID x CELL_GRID cells
+ROI_SIZE = 2  # RoIAlign output per box and map, then averaged
 
 
 @dataclass
@@ -41,14 +51,16 @@ class Detections:
 
     box_xyxy:   (N, 4) float32, source-frame pixels
     confidence: (N,)   float32 in [0, 1]
-    class_id:   (N,)   int32 COCO class index
+    class_id:   (N,)   int32 COCO class index (for a tracked box: its track's class)
     track_id:   (N,)   int32 stream-local track id, -1 where the tracker has not confirmed one
+    appearance: (N, D) float32 RoI-pooled neck features of each box, or None (not computed)
     """
 
     box_xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     track_id: np.ndarray
+    appearance: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Detections":
@@ -58,7 +70,9 @@ class Detections:
         return len(self.class_id)
 
     def __getitem__(self, index) -> "Detections":
-        return Detections(self.box_xyxy[index], self.confidence[index], self.class_id[index], self.track_id[index])
+        appearance = self.appearance[index] if self.appearance is not None else None
+        return Detections(self.box_xyxy[index], self.confidence[index], self.class_id[index], self.track_id[index],
+                          appearance)
 
     @property
     def class_names(self) -> list[str]:
@@ -68,6 +82,20 @@ class Detections:
     def tracked(self) -> "Detections":
         """Only the detections that carry a confirmed track id."""
         return self[self.track_id >= 0]
+
+
+@dataclass
+class PerceivedFrame:
+    """What one forward pass says about one frame.
+
+    detections: the boxes, with track ids and per-box appearance
+    embedding:  (D,) float32, the concatenated global-average-pooled ``feature_layers`` outputs
+    cells:      (CELL_GRID ** 2, C_last) float32, the last feature layer pooled to a grid (row-major)
+    """
+
+    detections: Detections
+    embedding: np.ndarray
+    cells: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -169,16 +197,29 @@ class StreamTracker:
         cfg.track_buffer = max(2, round(lost_track_sec * frame_rate))
         self._tracker = TRACKER_MAP[cfg.tracker_type](args=cfg)
 
-    def assign(self, boxes, image_bgr: np.ndarray) -> np.ndarray:
-        """Track ids, (N,) int32 aligned with the N detections of ``boxes`` (-1 = unconfirmed)."""
+        self._votes: dict[int, np.ndarray] = {}  # track id -> summed confidence per class
+        self._last_seen: dict[int, int] = {}
+        self._frames = 0
+        self._forget_after = 10 * cfg.track_buffer  # frames; a track lost this long never comes back
+
+    def assign(self, boxes, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids, classes), each (N,) int32 aligned with the N detections of ``boxes``.
+        Track id -1 = unconfirmed; a tracked box's class is its track's (most confidence so far)."""
+        self._frames += 1
         track_id = np.full(len(boxes), -1, np.int32)
-        if len(boxes) == 0:
-            self._tracker.update(boxes, image_bgr)  # lets lost tracks age
-            return track_id
-        tracks = self._tracker.update(boxes, image_bgr)  # rows: x1 y1 x2 y2 id score cls det_index
-        if len(tracks):
+        class_id = boxes.cls.astype(np.int32).copy() if len(boxes) else np.zeros(0, np.int32)
+        tracks = self._tracker.update(boxes, image_bgr)  # rows: x1 y1 x2 y2 id score cls det_index (ages lost tracks)
+        if len(boxes) and len(tracks):
             track_id[tracks[:, -1].astype(int)] = tracks[:, 4].astype(np.int32)
-        return track_id
+        for k in np.flatnonzero(track_id >= 0):
+            tid = int(track_id[k])
+            votes = self._votes.setdefault(tid, np.zeros(len(COCO_CLASSES), np.float32))
+            votes[class_id[k]] += float(boxes.conf[k])
+            class_id[k] = int(np.argmax(votes))
+            self._last_seen[tid] = self._frames
+        for tid in [t for t, seen in self._last_seen.items() if self._frames - seen > self._forget_after]:
+            del self._votes[tid], self._last_seen[tid]  # bounded memory however long a stream runs
+        return track_id, class_id
 
 
 class Perception:
@@ -221,8 +262,7 @@ class Perception:
 
     def _make_hook(self, layer: int):
         def hook(_module, _inputs, output):
-            # pool inside the hook: keeps (B, C) instead of the whole feature map alive
-            self._captured[layer] = output.detach().float().mean(dim=(2, 3))
+            self._captured[layer] = output.detach()  # (B, C, H, W); pooled right after the pass
         return hook
 
     @property
@@ -259,33 +299,42 @@ class Perception:
         return self.yolo.predict(images_bgr, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
                                  device=self.device, verbose=False)
 
-    def detect(
-        self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None
-    ) -> list[tuple[Detections, np.ndarray]]:
-        """One forward pass over a batch of frames (in stream order).
-
-        Returns one ``(detections, embedding)`` per frame; embedding: (D,) float32, the
-        concatenated global-average-pooled outputs of ``feature_layers``.
-        """
+    def detect(self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None) -> list[PerceivedFrame]:
+        """One forward pass over a batch of frames (in stream order) -> one ``PerceivedFrame`` each."""
         if not images_bgr:
             return []
+        import torch
+        from torchvision.ops import roi_align
+
         self._captured.clear()
         results = self.predict_results(images_bgr)
-        pooled = [self._captured[i].cpu().numpy() for i in self.feature_layers]  # each (B, C_i)
+        maps = [self._captured[i].float() for i in self.feature_layers]  # each (B, C_i, H_i, W_i)
+        self._captured.clear()  # the maps are large: hold them no longer than this call
         if self._feature_dims is None:
-            self._feature_dims = tuple(int(p.shape[1]) for p in pooled)
-        embeddings = np.concatenate(pooled, axis=1).astype(np.float32)
+            self._feature_dims = tuple(int(m.shape[1]) for m in maps)
+        embeddings = torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1).cpu().numpy()
+        cells = torch.nn.functional.adaptive_avg_pool2d(maps[-1], CELL_GRID).flatten(2).transpose(1, 2).cpu().numpy()
+        input_h, input_w = maps[0].shape[2] * 8, maps[0].shape[3] * 8  # P3 is stride 8 of the letterboxed input
         out = []
-        for result, image, embedding in zip(results, images_bgr, embeddings):
+        for b, (result, image) in enumerate(zip(results, images_bgr)):
             boxes = result.boxes.cpu().numpy()
-            track_id = tracker.assign(boxes, image) if tracker is not None else np.full(len(boxes), -1, np.int32)
-            detections = Detections(
-                box_xyxy=boxes.xyxy.astype(np.float32),
-                confidence=boxes.conf.astype(np.float32),
-                class_id=boxes.cls.astype(np.int32),
-                track_id=track_id,
-            )
-            out.append((detections, embedding))
+            if tracker is not None:
+                track_id, class_id = tracker.assign(boxes, image)
+            else:
+                track_id, class_id = np.full(len(boxes), -1, np.int32), boxes.cls.astype(np.int32)
+            xyxy = boxes.xyxy.astype(np.float32)
+            appearance = np.zeros((len(xyxy), sum(self._feature_dims)), np.float32)
+            if len(xyxy):
+                # source pixels -> letterboxed input pixels (the inverse of ultralytics' scale_boxes)
+                h0, w0 = result.orig_shape
+                gain = min(input_h / h0, input_w / w0)
+                pad = torch.tensor([round((input_w - w0 * gain) / 2 - 0.1), round((input_h - h0 * gain) / 2 - 0.1)] * 2)
+                rois = torch.cat([torch.full((len(xyxy), 1), float(b)), torch.from_numpy(xyxy) * gain + pad], dim=1)
+                appearance = torch.cat([
+                    roi_align(m, rois.to(m.device), ROI_SIZE, spatial_scale=m.shape[3] / input_w, sampling_ratio=2,
+                              aligned=True).mean(dim=(2, 3)) for m in maps], dim=1).cpu().numpy()
+            detections = Detections(xyxy, boxes.conf.astype(np.float32), class_id, track_id, appearance.astype(np.float32))
+            out.append(PerceivedFrame(detections, embeddings[b].astype(np.float32), cells[b].astype(np.float32)))
         return out
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ def test_detections_equal_plain_yolo_predict(perception, clip_features, syntheti
     plain = YOLO(perception.weights_path)  # a second, hook-free model
     frames = list(sample_frames(synthetic_clip, 4.0))
     for frame in frames[::6]:
-        (ours, _), = perception.detect([frame.image_bgr])
+        ours = perception.detect([frame.image_bgr])[0].detections
         settings = dict(imgsz=320, conf=perception.conf, iou=perception.iou, device="cpu", verbose=False)
         # exactly what YOLO.predict gives on the same model: the hooks change nothing
         same_model = perception.yolo.predict(frame.image_bgr, **settings)[0].boxes.cpu().numpy()
@@ -81,7 +81,7 @@ def test_embeddings_are_pooled_neck_features(perception, clip_features):
     import torch
 
     image = render_frame(default_sprites(), 0.0, 640, 360)
-    (_, embedding), = perception.detect([image])
+    embedding = perception.detect([image])[0].embedding
     predictor = perception.yolo.predictor
     batch = predictor.preprocess([image])
     outputs = {}
@@ -103,14 +103,14 @@ def test_two_streams_processed_alternately_never_mix_ids(perception, synthetic_c
 
     def alone(frames):
         tracker = perception.new_tracker(4.0)
-        return [perception.detect([f.image_bgr], tracker)[0][0].track_id.tolist() for f in frames]
+        return [perception.detect([f.image_bgr], tracker)[0].detections.track_id.tolist() for f in frames]
 
     expected_a, expected_b = alone(a_frames), alone(b_frames)
     tracker_a, tracker_b = perception.new_tracker(4.0), perception.new_tracker(4.0)
     got_a, got_b = [], []
     for fa, fb in zip(a_frames, b_frames):
-        got_a.append(perception.detect([fa.image_bgr], tracker_a)[0][0].track_id.tolist())
-        got_b.append(perception.detect([fb.image_bgr], tracker_b)[0][0].track_id.tolist())
+        got_a.append(perception.detect([fa.image_bgr], tracker_a)[0].detections.track_id.tolist())
+        got_b.append(perception.detect([fb.image_bgr], tracker_b)[0].detections.track_id.tolist())
     assert got_a == expected_a and got_b == expected_b
 
 
@@ -160,3 +160,59 @@ def test_missing_or_broken_weights_give_clear_errors(tmp_path, monkeypatch):
 def test_absurd_options_are_rejected(kwargs, match):
     with pytest.raises(OptionsError, match=match):
         Perception(**kwargs)
+
+
+def test_cells_and_box_appearance_come_from_the_same_pass(perception):
+    """Grid cells and per-box appearance are pooled from the neck maps of the detection pass."""
+    import torch
+    from torchvision.ops import roi_align
+
+    image = render_frame(default_sprites(), 1.0, 640, 360)
+    seen = perception.detect([image])[0]
+    dims = perception.backbone.feature_dims
+    assert seen.cells.shape == (9, dims[-1]) and seen.detections.appearance.shape == (len(seen.detections), sum(dims))
+    predictor = perception.yolo.predictor
+    batch = predictor.preprocess([image])
+    maps = {}
+    hooks = [predictor.model.model.model[i].register_forward_hook(lambda m, i, o, k=i: maps.setdefault(k, o.float()))
+             for i in perception.feature_layers]
+    try:
+        with torch.no_grad():
+            predictor.model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    p5 = maps[perception.feature_layers[-1]]
+    np.testing.assert_allclose(seen.cells, torch.nn.functional.adaptive_avg_pool2d(p5, 3)[0].flatten(1).T.numpy(),
+                               rtol=1e-4, atol=1e-4)
+    # the first box, mapped into the letterboxed input the maps were computed on
+    h, w = batch.shape[2:]
+    gain = min(h / 360, w / 640)
+    pad_x, pad_y = round((w - 640 * gain) / 2 - 0.1), round((h - 360 * gain) / 2 - 0.1)
+    box = torch.from_numpy(seen.detections.box_xyxy[:1]) * gain + torch.tensor([pad_x, pad_y, pad_x, pad_y])
+    rois = torch.cat([torch.zeros(1, 1), box], 1)
+    manual = torch.cat([roi_align(maps[i], rois, 2, spatial_scale=maps[i].shape[3] / w, sampling_ratio=2, aligned=True)
+                        .mean(dim=(2, 3)) for i in perception.feature_layers], 1)[0].numpy()
+    np.testing.assert_allclose(seen.detections.appearance[0], manual, rtol=1e-4, atol=1e-4)
+
+
+def test_a_track_keeps_one_class():
+    """A box the detector calls a dog in most frames and a cow in some stays a dog: the track's
+    class is the one with the most confidence over its life so far."""
+    import torch
+    from ultralytics.engine.results import Boxes
+
+    from captioner.coco import CLASS_INDEX
+    from captioner.perception import StreamTracker
+
+    dog, cow = CLASS_INDEX["dog"], CLASS_INDEX["cow"]
+    tracker = StreamTracker(frame_rate=4.0)
+    image = np.zeros((360, 640, 3), np.uint8)
+    classes = []
+    for i, (cls, conf) in enumerate([(dog, 0.9), (dog, 0.85), (cow, 0.6), (dog, 0.8), (cow, 0.7), (cow, 0.5)]):
+        x = 100 + 5 * i
+        boxes = Boxes(torch.tensor([[x, 100, x + 120, 220, conf, cls]], dtype=torch.float32), (360, 640)).numpy()
+        track_id, class_id = tracker.assign(boxes, image)
+        if track_id[0] >= 0:
+            classes.append(int(class_id[0]))
+    assert len(classes) >= 4 and set(classes) == {dog}
