@@ -140,7 +140,7 @@ def _bad_inputs(tmp_path):
 EXPECTED_PROBLEM = {
     "missing": "not found", "empty": "empty", "text": "text file", "random": "cannot be opened",
     "truncated_mp4": "index (moov atom) is missing", "truncated_avi": "truncated", "corrupt": "corrupt",
-    "audio_only": "audio-only", "image": "still image", "directory": "directory",
+    "audio_only": "audio-only", "image": "still image", "directory": "is a folder",
 }
 
 
