@@ -40,6 +40,9 @@ class CaptionOptions:
     # offline files: sampled frames per YOLO call (the tracker still sees them one by one, in
     # order); 0 = auto: 1 on the CPU (batches are no faster there), 8 on a GPU
     frame_batch: int = 0
+    # offline files: converted frames a background thread decodes ahead of YOLO; 0 = decode in
+    # the calling thread (on a machine whose cores the network already fills, that may be as fast)
+    read_ahead: int = 3
     # captions
     window_sec: float = 4.0  # length of a caption segment
     beam_size: int = 4  # 1 = greedy
@@ -68,6 +71,9 @@ class CaptionOptions:
                 not (0 <= self.frame_batch <= MAX_FRAME_BATCH):
             raise OptionsError(f"frame batch must be an integer between 0 (auto) and {MAX_FRAME_BATCH}, "
                                f"got {self.frame_batch!r}")
+        if not isinstance(self.read_ahead, int) or isinstance(self.read_ahead, bool) or not (0 <= self.read_ahead <= 64):
+            raise OptionsError(f"read-ahead must be an integer between 0 (no decoding thread) and 64 frames, "
+                               f"got {self.read_ahead!r}")
         if not _number(self.window_sec) or not (0.5 <= self.window_sec <= 600):
             raise OptionsError(f"window must be between 0.5 and 600 seconds, got {self.window_sec!r}")
         if not isinstance(self.beam_size, int) or isinstance(self.beam_size, bool) or not (1 <= self.beam_size <= 16):

@@ -38,6 +38,7 @@ except AttributeError:  # pragma: no cover - an OpenCV build without the logging
 
 from . import container
 from .errors import OptionsError, VideoError
+from .options import CaptionOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ DEFAULT_ANALYSIS_FPS = 4.0
 TRUNCATED_SHARE = 0.6  # decoding ends before this share of the advertised frames and duration
 MAX_BAD_PACKETS = 300  # consecutive undecodable packets skipped before a file is taken to have ended
 DEFAULT_FRAME_SEC = 0.04  # the duration of a frame whose rate nothing tells (25 fps)
-READ_AHEAD_IMAGES = 3  # converted frames a background reader may hold ready (ReadAhead)
 
 
 @dataclass(frozen=True)
@@ -441,12 +441,13 @@ class ReadAhead:
     with them), so memory stays bounded however far decoding runs ahead. An error of the
     reader (``VideoError``...) is raised in the caller's thread, as it was raised; leaving the
     ``with`` block (the end, an error, Ctrl-C) stops the thread and waits for it, before the
-    ``VideoSource`` is closed (list ``ReadAhead`` after it in the ``with``).
+    ``VideoSource`` is closed (list ``ReadAhead`` after it in the ``with``). ``depth=0`` decodes
+    in the caller's thread instead (the same frames, no thread).
     """
 
     _END = object()
 
-    def __init__(self, video: VideoSource | ImageSource, target_fps: float | None, depth: int = READ_AHEAD_IMAGES):
+    def __init__(self, video: VideoSource | ImageSource, target_fps: float | None, depth: int = CaptionOptions.read_ahead):
         self.video = video
         self.sampler = FrameSampler(target_fps, video.info.fps)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -454,6 +455,12 @@ class ReadAhead:
         self._thread = threading.Thread(target=self._read, name="captioner-read-ahead", daemon=True)
         self._pending: list[SampledFrame] = []
         self._done = False
+        self._inline = self._inline_frames() if depth <= 0 else None
+
+    def _inline_frames(self) -> Iterator[SampledFrame]:
+        for frame in self.video.frames(wants=self.sampler.wants):
+            self.sampler.take(frame.t_sec)
+            yield frame
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():
@@ -486,13 +493,16 @@ class ReadAhead:
             frames.close()
 
     def __enter__(self) -> "ReadAhead":
-        self._thread.start()
+        if self._inline is None:
+            self._thread.start()
         return self
 
     def __iter__(self) -> Iterator[SampledFrame]:
         return self
 
     def __next__(self) -> SampledFrame:
+        if self._inline is not None:
+            return next(self._inline)
         while not self._pending:
             if self._done:
                 raise StopIteration
@@ -512,6 +522,8 @@ class ReadAhead:
 
     def close(self) -> None:
         """Stop the reader and wait for it (the ``with`` block does this)."""
+        if self._inline is not None:
+            self._inline.close()
         self._stop.set()
         while self._thread.is_alive():
             try:

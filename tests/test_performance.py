@@ -21,10 +21,11 @@ def _readers() -> list[threading.Thread]:
 
 # ---- background decoding ------------------------------------------------------------------------
 
-def test_read_ahead_yields_what_frames_yields(synthetic_clip):
+@pytest.mark.parametrize("depth", [3, 0])  # 0: decoded in the caller's thread
+def test_read_ahead_yields_what_frames_yields(synthetic_clip, depth):
     with VideoSource(synthetic_clip) as video:
         expected = [(f.index, f.t_sec, f.image_bgr) for f in sample_frames(synthetic_clip, 4.0)]
-        with ReadAhead(video, 4.0) as frames:
+        with ReadAhead(video, 4.0, depth) as frames:
             got = list(frames)
         assert video.frames_decoded == len(got) == 60 and video.end_sec == pytest.approx(6.0)
     converted = [(f.index, f.t_sec, f.image_bgr) for f in got if f.image_bgr is not None]
@@ -93,6 +94,8 @@ def test_frame_batch_option():
     for bad in (-1, 65, 2.5, True):
         with pytest.raises(OptionsError, match="frame batch"):
             CaptionOptions(frame_batch=bad)
+        with pytest.raises(OptionsError, match="read-ahead"):
+            CaptionOptions(read_ahead=bad)
 
 
 # ---- CUDA, checked without a GPU --------------------------------------------------------------
