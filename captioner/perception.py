@@ -1,8 +1,10 @@
 """Stage 2: ONE YOLO forward pass per frame gives detections, track ids and features.
 
-Detections come from ``YOLO.predict`` itself (same preprocessing, same NMS), so they are
-exactly what Ultralytics gives. While that forward pass runs, forward hooks on chosen neck
-layers (P3, P4, P5) capture their feature maps; from those same maps, with no second pass:
+Detections come from Ultralytics' own predictor (set up once by ``YOLO.predict``, then its
+letterbox, network and NMS steps called directly), so they are exactly what ``YOLO.predict``
+gives. While that forward pass runs, forward hooks on chosen neck layers (P3, P4, P5) capture
+their feature maps (an export backend's graph returns them as outputs, see ``export.py``); from
+those same maps, with no second pass:
 
 - ``embedding``: each map average-pooled, concatenated (the frame's appearance);
 - ``cells``: the P5 map average-pooled to a 3 x 3 grid (where things are in the scene);
