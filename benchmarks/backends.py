@@ -47,16 +47,18 @@ def compare_frames(ref, other) -> dict:
         m = iou_matrix(da.box_xyxy, db.box_xyxy)
         m[da.class_id[:, None] != db.class_id[None, :]] = 0.0
         best = m.argmax(axis=1)
-        ious += list(m[np.arange(len(da)), best])
-        conf += list(np.abs(da.confidence - db.confidence[best]))
-        app += [cosine(x, y) for x, y in zip(da.appearance, db.appearance[best])]
+        best_iou = m[np.arange(len(da)), best]
+        ious += list(best_iou)
+        ok = best_iou >= 0.9  # the same object in both: compare its score and appearance
+        conf += list(np.abs(da.confidence[ok] - db.confidence[best[ok]]))
+        app += [cosine(x, y) for x, y in zip(da.appearance[ok], db.appearance[best[ok]])]
     ious = np.array(ious)
     return {"frames": len(ref), "same box count": f"{counts_equal}/{len(ref)}",
             "boxes matched (IoU>=0.9)": f"{np.mean(ious >= 0.9):.3f}" if len(ious) else "-",
             "median IoU": f"{np.median(ious):.4f}" if len(ious) else "-",
-            "max conf diff (matched)": f"{max(conf, default=0):.4f}",
+            "max conf diff (IoU>=0.9)": f"{max(conf, default=0):.4f}",
             "min cos embedding": f"{min(emb):.5f}", "min cos cells": f"{min(cells):.5f}",
-            "median cos appearance": f"{np.median(app):.5f}" if app else "-"}
+            "median cos appearance (IoU>=0.9)": f"{np.median(app):.5f}" if app else "-"}
 
 
 def main() -> None:
