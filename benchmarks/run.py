@@ -356,6 +356,7 @@ def main() -> None:
     from captioner.options import CaptionOptions
     from captioner.perception import file_sha256, resolve_weights
 
+    machine = machine_line()  # before Ultralytics' CPU set-up changes torch's thread count in this process
     backends = args.backends or ["torch"] + [b for b, m in (("openvino", "openvino"),) if importlib.util.find_spec(m)]
     if args.quick:
         args.live_sec, args.live_imgsz, args.live_fps, args.imgsz = 3.0, [320], [15.0], 320
@@ -385,7 +386,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     print(f"captioner benchmark ({'--quick smoke test, not a measurement' if args.quick else 'benchmarks/run.py'})")
-    print(f"machine: {machine_line()}")
+    print(f"machine: {machine}")
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (figures mean little above ~0.3)")
     print(f"clips: {clips_line}: {video_sec:.1f} s of video; analysis {ANALYSIS_FPS:g} fps; imgsz {args.imgsz}, "
           f"conf {conf}, tracker bytetrack")

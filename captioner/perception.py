@@ -348,7 +348,13 @@ class Perception:
         predictor = self.yolo.predictor
         if predictor is None or predictor is not self._predictor or \
                 (predictor.args.imgsz, predictor.args.conf, predictor.args.iou) != (self.imgsz, self.conf, self.iou):
+            import torch
+
+            threads = torch.get_num_threads()
             self.predict_results([np.zeros((32, 32, 3), np.uint8)])
+            # Ultralytics' CPU set-up sets torch to cpu_count - 1 threads (1 on 2 cores) for its training;
+            # inference here keeps the threads the process had (all cores, or what a batch worker was given)
+            torch.set_num_threads(threads)
             self._captured.clear()
             self._predictor = predictor = self.yolo.predictor
         return predictor
