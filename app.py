@@ -18,7 +18,7 @@ from pathlib import Path
 
 from captioner.errors import CaptionerError
 from captioner.library import LIBRARY_NAME
-from captioner.options import CaptionOptions
+from captioner.options import BACKENDS, CaptionOptions
 from captioner.webapp import DEFAULT_SAMPLES_DIR, AppConfig, create_app, launch
 
 log = logging.getLogger("captioner.app")
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=CaptionOptions.imgsz, help="YOLO input size for uploads and batches")
     p.add_argument("--live-imgsz", type=int, default=320, help="YOLO input size for the live webcam tab")
     p.add_argument("--device", default=None, help="torch device (None: cuda if available, else cpu)")
+    p.add_argument("--backend", default=CaptionOptions.backend, choices=BACKENDS,
+                   help="where YOLO runs: torch, or the exported network on the CPU: onnx or openvino (fastest)")
     p.add_argument("--window", type=float, default=CaptionOptions.window_sec, help="caption segment length in seconds")
     p.add_argument("--beam", type=int, default=CaptionOptions.beam_size, help="beam size (1 = greedy)")
     p.add_argument("--live-every", type=float, default=0.08, help="seconds between webcam frames sent to the server")
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from captioner.pipeline import load_model
 
     try:
-        options = CaptionOptions(imgsz=args.imgsz, device=args.device, window_sec=args.window, beam_size=args.beam)
+        options = CaptionOptions(imgsz=args.imgsz, device=args.device, backend=args.backend, window_sec=args.window,
+                                 beam_size=args.beam)
         live_options = options.replace(imgsz=args.live_imgsz)
         log.info("loading models (imgsz %d for uploads, %d for live)", args.imgsz, args.live_imgsz)
         model = load_model(options, yolo_weights=args.yolo_weights, weights=args.weights)

@@ -225,6 +225,8 @@ def run_settings(config: BatchConfig, output: OutputOptions) -> RunSettings:
     options = config.options
     caption = {"imgsz": options.imgsz, "conf": options.conf, "window_sec": options.window_sec,
                "beam_size": options.beam_size, "style": options.style}
+    if options.backend != "torch":  # changes the features a little (export.py); absent = torch, as before it existed
+        caption["backend"] = options.backend
     written = {"formats": parse_formats(output.output_format), "show_next": output.show_next,
                "annotate": output.annotate}
     return RunSettings(caption, written, model_files(config.yolo_weights, config.weights))

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from .errors import CaptionerError, ModelError, OptionsError, VideoError
 from .jobs import FileOutcome, OutputOptions, caption_file, expand_inputs, run_each
-from .options import CaptionOptions
+from .options import BACKENDS, CaptionOptions
 from .video import DEFAULT_ANALYSIS_FPS, check_source
 from .writers import CAPTION_FORMATS, OUTPUT_FORMATS, parse_formats
 
@@ -65,6 +65,10 @@ def add_perception_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="YOLO input size in pixels (default %(default)s)")
     parser.add_argument("--conf", type=float, default=defaults.conf, help="detection confidence threshold (default %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+    parser.add_argument("--backend", default=defaults.backend, choices=BACKENDS,
+                        help="where YOLO runs: torch (default; a GPU when there is one), or the network exported to "
+                             "ONNX and run on the CPU by onnx (ONNX Runtime, fp32) or openvino (fastest on a CPU; "
+                             "bf16 where the CPU has it)")
     parser.add_argument("--yolo-weights", default=None,
                         help="YOLO .pt file (default: $CAPTIONER_YOLO_WEIGHTS, else weights/yolo11n-coco-int8w.pt)")
 
@@ -80,7 +84,7 @@ def add_caption_args(parser: argparse.ArgumentParser) -> None:
 def caption_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CaptionOptions:
     """CaptionOptions from the flags; a bad value is a usage error (exit 2) before any model loads."""
     try:
-        return CaptionOptions(imgsz=args.imgsz, conf=args.conf, device=args.device,
+        return CaptionOptions(imgsz=args.imgsz, conf=args.conf, device=args.device, backend=args.backend,
                               window_sec=getattr(args, "window", CaptionOptions.window_sec),
                               beam_size=getattr(args, "beam", CaptionOptions.beam_size))
     except OptionsError as exc:
@@ -197,7 +201,7 @@ def cmd_features(argv: Sequence[str]) -> int:
     paths, failed = checked_inputs(paths, args.quiet)
     if not paths:
         return report(failed, args.quiet)
-    perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
+    perception = Perception(args.yolo_weights, **options.perception())
     cache = FeatureCache(args.out)
     messages: dict[str, str] = {}
 

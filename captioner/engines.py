@@ -427,7 +427,8 @@ class RayEngine:
             node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
             cpus = max(1, min(int(resources.get("CPU", 1)) // size, int(node_cpus)))
             gpus = float(resources.get("GPU", 0))
-            num_gpus = min(1.0, gpus / size) if gpus > 0 and spec.options.device != "cpu" else 0
+            on_gpu = spec.options.device != "cpu" and spec.options.backend == "torch"  # export backends: the CPU
+            num_gpus = min(1.0, gpus / size) if gpus > 0 and on_gpu else 0
             spec = replace(spec, threads=cpus)
             from ray.util.queue import Queue
 

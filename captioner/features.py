@@ -19,13 +19,13 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .fileio import atomic_output
 from .perception import Detections, Perception, file_sha256
-from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, VideoInfo, open_source
+from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, VideoInfo, open_source
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,29 @@ class PerceptionStream:
         return self.sampler.wants(t_sec)
 
     def push(self, image_bgr: np.ndarray | None, t_sec: float, frame_index: int = -1) -> FrameFeatures | None:
-        if not self.sampler.take(t_sec):
-            return None
-        if image_bgr is None:
-            raise ValueError(f"frame at {t_sec:.3f}s is analysed but no image was given (decode frames that wants() accepts)")
-        seen, = self.perception.detect([image_bgr], self.tracker)
-        self.last = FrameFeatures(t_sec, frame_index, seen.detections, seen.embedding, seen.cells)
-        return self.last
+        return self.push_many([SampledFrame(frame_index, t_sec, image_bgr)])[0]
+
+    def push_many(self, frames: Sequence[SampledFrame]) -> list[FrameFeatures | None]:
+        """``push`` for consecutive frames: the ones the sampler takes go through YOLO in ONE
+        batch, then through the tracker one by one, in order; the same features as pushing
+        them one at a time (up to float rounding: a batched convolution may sum in another order)."""
+        taken = [self.sampler.take(f.t_sec) for f in frames]
+        images = [f.image_bgr for f, take in zip(frames, taken) if take]
+        if any(image is None for image in images):
+            t_sec = next(f.t_sec for f, take in zip(frames, taken) if take and f.image_bgr is None)
+            raise ValueError(f"frame at {t_sec:.3f}s is analysed but no image was given (decode frames that wants() "
+                             f"accepts)")
+        seen = iter(self.perception.detect(images, self.tracker))
+        out: list[FrameFeatures | None] = []
+        for f, take in zip(frames, taken):
+            if take:
+                p = next(seen)
+                self.last = FrameFeatures(f.t_sec, f.index, p.detections, p.embedding, p.cells)
+            out.append(self.last if take else None)
+        return out
 
     def display_detections(self, image_bgr: np.ndarray) -> Detections:
-        detections = self.perception.detect([image_bgr])[0].detections
+        detections = self.perception.detect([image_bgr], features=False)[0].detections
         if self.last is not None:
             detections.track_id[:] = match_track_ids(detections, self.last.detections.tracked)
         return detections
@@ -211,11 +224,11 @@ def extract_features(
             # same content and settings, perhaps a copy at another path: report the file asked for
             cached.info = replace(cached.info, source=str(video_path))
             return cached, True
-    with open_source(video_path) as video:
+    with open_source(video_path) as video, ReadAhead(video, analysis_fps) as frames:
         info = video.info
         stream = PerceptionStream(perception, analysis_fps, info.fps)
         frame_features = []
-        for frame in video.frames(wants=stream.wants):
+        for frame in frames:
             if progress:
                 progress(frame.index + 1, info.frame_count)
             analysed = stream.push(frame.image_bgr, frame.t_sec, frame.index)

@@ -18,7 +18,12 @@ from typing import Any
 from .errors import OptionsError
 
 STYLES = ("human", "events")  # phrasing learned from human captions / from event templates
-PERCEPTION_FIELDS = ("imgsz", "conf", "device")
+# where YOLO runs: PyTorch (the features the caption model was trained on, bit for bit), or the
+# same network exported once to ONNX and run by ONNX Runtime (fp32) or OpenVINO (the CPU's
+# fastest precision: bf16 where the CPU has it); see perception.py and export.py
+BACKENDS = ("torch", "onnx", "openvino")
+PERCEPTION_FIELDS = ("imgsz", "conf", "device", "backend")
+MAX_FRAME_BATCH = 64
 
 
 def _number(value: Any) -> bool:
@@ -31,6 +36,13 @@ class CaptionOptions:
     imgsz: int = 640  # YOLO input size, pixels
     conf: float = 0.25  # detection confidence threshold
     device: str | None = None  # "cpu", "cuda", "cuda:N", "mps"; None or "auto": a GPU when there is one
+    backend: str = "torch"  # see BACKENDS; the export backends run on the CPU
+    # offline files: sampled frames per YOLO call (the tracker still sees them one by one, in
+    # order); 0 = auto: 1 on the CPU (batches are no faster there), 8 on a GPU
+    frame_batch: int = 0
+    # offline files: converted frames a background thread decodes ahead of YOLO; 0 = decode in
+    # the calling thread (on a machine whose cores the network already fills, that may be as fast)
+    read_ahead: int = 3
     # captions
     window_sec: float = 4.0  # length of a caption segment
     beam_size: int = 4  # 1 = greedy
@@ -50,6 +62,18 @@ class CaptionOptions:
                 isinstance(device, str) and (device.isdigit() or device == "cuda" or
                                              (device.startswith("cuda:") and device[5:].isdigit()))):
             raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+        if self.backend not in BACKENDS:
+            raise OptionsError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend != "torch" and device not in (None, "", "auto", "cpu"):
+            raise OptionsError(f"backend {self.backend!r} runs on the CPU; use --device cpu, or --backend torch for "
+                               f"device {device!r}")
+        if not isinstance(self.frame_batch, int) or isinstance(self.frame_batch, bool) or \
+                not (0 <= self.frame_batch <= MAX_FRAME_BATCH):
+            raise OptionsError(f"frame batch must be an integer between 0 (auto) and {MAX_FRAME_BATCH}, "
+                               f"got {self.frame_batch!r}")
+        if not isinstance(self.read_ahead, int) or isinstance(self.read_ahead, bool) or not (0 <= self.read_ahead <= 64):
+            raise OptionsError(f"read-ahead must be an integer between 0 (no decoding thread) and 64 frames, "
+                               f"got {self.read_ahead!r}")
         if not _number(self.window_sec) or not (0.5 <= self.window_sec <= 600):
             raise OptionsError(f"window must be between 0.5 and 600 seconds, got {self.window_sec!r}")
         if not isinstance(self.beam_size, int) or isinstance(self.beam_size, bool) or not (1 <= self.beam_size <= 16):

@@ -1,8 +1,10 @@
 """Stage 2: ONE YOLO forward pass per frame gives detections, track ids and features.
 
-Detections come from ``YOLO.predict`` itself (same preprocessing, same NMS), so they are
-exactly what Ultralytics gives. While that forward pass runs, forward hooks on chosen neck
-layers (P3, P4, P5) capture their feature maps; from those same maps, with no second pass:
+Detections come from Ultralytics' own predictor (set up once by ``YOLO.predict``, then its
+letterbox, network and NMS steps called directly), so they are exactly what ``YOLO.predict``
+gives. While that forward pass runs, forward hooks on chosen neck layers (P3, P4, P5) capture
+their feature maps (an export backend's graph returns them as outputs, see ``export.py``); from
+those same maps, with no second pass:
 
 - ``embedding``: each map average-pooled, concatenated (the frame's appearance);
 - ``cells``: the P5 map average-pooled to a 3 x 3 grid (where things are in the scene);
@@ -166,9 +168,15 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def select_device(device: str | None = None) -> str:
+def select_device(device: str | None = None, backend: str = "torch") -> str:
+    """The torch device: ``None``/``"auto"`` picks the first CUDA GPU where there is one, else the
+    CPU; the export backends always run on the CPU."""
     import torch
 
+    if backend != "torch":
+        if device not in (None, "", "auto", "cpu"):
+            raise OptionsError(f"backend {backend!r} runs on the CPU; use --device cpu, or --backend torch")
+        return "cpu"
     if device in (None, "", "auto"):
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") or str(device).isdigit():
@@ -177,6 +185,10 @@ def select_device(device: str | None = None) -> str:
     elif device not in ("cpu", "mps"):
         raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
     return str(device)
+
+
+def is_cuda(device: str) -> bool:
+    return str(device).startswith("cuda") or str(device).isdigit()
 
 
 class StreamTracker:
@@ -223,7 +235,13 @@ class StreamTracker:
 
 
 class Perception:
-    """A loaded YOLO with feature hooks. Load once; call ``detect`` per frame or batch."""
+    """A loaded YOLO with feature hooks. Load once; call ``detect`` per frame or batch.
+
+    ``backend``: "torch" runs the network in PyTorch (on ``device``: a GPU when there is one,
+    in half precision there); "onnx" / "openvino" run the same network exported once to ONNX
+    (``export.py``) on the CPU. Every backend shares Ultralytics' preprocessing (letterbox), NMS
+    and box scaling, and the pooling below; only the network's arithmetic differs.
+    """
 
     def __init__(
         self,
@@ -233,14 +251,21 @@ class Perception:
         conf: float = CaptionOptions.conf,
         iou: float = 0.7,
         device: str | None = None,
+        backend: str = CaptionOptions.backend,
         feature_layers: Sequence[int] = DEFAULT_FEATURE_LAYERS,
         tracker: str = "bytetrack.yaml",
     ):
         from ultralytics import YOLO
 
-        CaptionOptions(imgsz=imgsz, conf=conf, device=device)  # the one place options are checked
+        CaptionOptions(imgsz=imgsz, conf=conf, device=device, backend=backend)  # the one place options are checked
         self.imgsz, self.conf, self.iou, self.tracker_cfg = imgsz, float(conf), float(iou), tracker
-        self.device = select_device(device)
+        self.backend = backend
+        self.device = select_device(device, backend)
+        self.half = self.backend == "torch" and is_cuda(self.device)  # fp16 on CUDA; the CPU stays fp32
+        if backend != "torch":
+            from .export import check_runtime
+
+            check_runtime(backend)  # before the weights load: a missing package is the likelier error
         self.weights_path = resolve_weights(weights)
         _check_download_allowed(self.weights_path)
         try:
@@ -259,6 +284,9 @@ class Perception:
         self._hooks = [layers[i].register_forward_hook(self._make_hook(i)) for i in self.feature_layers]
         self._backbone: BackboneInfo | None = None
         self._feature_dims: tuple[int, ...] | None = None
+        self._weights_sha256: str | None = None
+        self._network = None  # the export backends' runtime, loaded on first use
+        self._predictor = None  # Ultralytics' predictor, set up by the first pass
 
     def _make_hook(self, layer: int):
         def hook(_module, _inputs, output):
@@ -268,6 +296,12 @@ class Perception:
     @property
     def names(self) -> dict[int, str]:
         return self.yolo.names
+
+    @property
+    def weights_sha256(self) -> str:
+        if self._weights_sha256 is None:
+            self._weights_sha256 = file_sha256(self.weights_path) if Path(self.weights_path).exists() else ""
+        return self._weights_sha256
 
     @property
     def backbone(self) -> BackboneInfo:
@@ -283,59 +317,143 @@ class Perception:
                 feature_layers=self.feature_layers,
                 feature_dims=self._feature_dims,
                 weights_name=Path(self.weights_path).name,
-                weights_sha256=file_sha256(self.weights_path) if Path(self.weights_path).exists() else "",
+                weights_sha256=self.weights_sha256,
             )
         return self._backbone
 
     def settings(self) -> dict:
         return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "feature_layers": list(self.feature_layers),
-                "tracker": self.tracker_cfg}
+                "tracker": self.tracker_cfg, "backend": self.backend}
 
     def new_tracker(self, frame_rate: float = 4.0) -> StreamTracker:
         return StreamTracker(self.tracker_cfg, frame_rate)
 
+    def predict_args(self) -> dict:
+        """Our settings as ``YOLO.predict`` arguments (half precision on CUDA)."""
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        args = dict(imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device, verbose=False)
+        if self.half:  # Ultralytics renamed half=True to quantize=16
+            args.update({"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True})
+        return args
+
     def predict_results(self, images_bgr: list[np.ndarray]):
         """Plain ``YOLO.predict`` on a batch with our settings (the hooks fire during it)."""
-        return self.yolo.predict(images_bgr, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
-                                 device=self.device, verbose=False)
+        return self.yolo.predict(images_bgr, **self.predict_args())
 
-    def detect(self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None) -> list[PerceivedFrame]:
-        """One forward pass over a batch of frames (in stream order) -> one ``PerceivedFrame`` each."""
+    def _ready_predictor(self):
+        """Ultralytics' predictor, set up (model loaded on the device, fused, warmed up) by one
+        ``YOLO.predict`` with our settings; ``detect`` then calls its steps directly, skipping
+        the per-call source and results set-up of ``predict``."""
+        predictor = self.yolo.predictor
+        if predictor is None or predictor is not self._predictor or \
+                (predictor.args.imgsz, predictor.args.conf, predictor.args.iou) != (self.imgsz, self.conf, self.iou):
+            import torch
+
+            threads = torch.get_num_threads()
+            self.predict_results([np.zeros((32, 32, 3), np.uint8)])
+            # Ultralytics' CPU set-up sets torch to cpu_count - 1 threads (1 on 2 cores) for its training;
+            # inference here keeps the threads the process had (all cores, or what a batch worker was given)
+            torch.set_num_threads(threads)
+            self._captured.clear()
+            self._predictor = predictor = self.yolo.predictor
+        return predictor
+
+    def _export_network(self, predictor):
+        if self._network is None:
+            import torch
+
+            from .export import export_onnx, load_network
+
+            path = export_onnx(predictor.model.model, self.feature_layers, Path(self.weights_path).name,
+                               self.weights_sha256)
+            self._network = load_network(self.backend, path, threads=torch.get_num_threads())
+        return self._network
+
+    def _infer(self, images_bgr: list[np.ndarray]):
+        """Letterbox, network, NMS, boxes to source pixels: (input (B, 3, H, W), results, maps)."""
+        import torch
+
+        predictor = self._ready_predictor()
+        with torch.inference_mode():
+            batch = predictor.preprocess(images_bgr)
+            if self.backend == "torch":
+                self._captured.clear()
+                preds = predictor.inference(batch)
+                maps = [self._captured.pop(i) for i in self.feature_layers]
+            else:
+                preds, *maps = (torch.from_numpy(x) for x in self._export_network(predictor)(batch.numpy()))
+            predictor.batch = ([""] * len(images_bgr), images_bgr, [""] * len(images_bgr))  # what postprocess reads
+            results = predictor.postprocess(preds, batch, images_bgr)
+        return batch, results, maps
+
+    def detect(self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None, *,
+               features: bool = True) -> list[PerceivedFrame]:
+        """One forward pass over a batch of frames (in stream order) -> one ``PerceivedFrame`` each;
+        the tracker sees the frames one by one, in order. ``features=False`` (boxes only, e.g.
+        to draw a frame that is not analysed) skips the pooling: ``embedding`` and ``cells``
+        are then empty and ``appearance`` None."""
         if not images_bgr:
             return []
         import torch
+
+        batch, results, maps = self._infer(images_bgr)
+        # every image's boxes to the host in one copy
+        counts = [len(r.boxes) for r in results]
+        all_boxes = torch.cat([r.boxes.data for r in results]).cpu().numpy() if sum(counts) else None
+        boxes = []
+        for k, (result, n) in enumerate(zip(results, counts)):
+            offset = sum(counts[:k])
+            data = all_boxes[offset:offset + n] if n else np.zeros((0, 6), np.float32)
+            boxes.append(type(result.boxes)(data, result.orig_shape))
+        if features:
+            embeddings, cells, appearance = self._pool(maps, boxes, batch.shape[2:])
+        out = []
+        for b, (box, image) in enumerate(zip(boxes, images_bgr)):
+            if tracker is not None:
+                track_id, class_id = tracker.assign(box, image)
+            else:
+                track_id, class_id = np.full(len(box), -1, np.int32), box.cls.astype(np.int32)
+            xyxy = box.xyxy.astype(np.float32)
+            if features:
+                offset = sum(counts[:b])
+                detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id,
+                                        appearance[offset:offset + len(box)])
+                out.append(PerceivedFrame(detections, embeddings[b], cells[b]))
+            else:
+                detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id)
+                out.append(PerceivedFrame(detections, np.zeros(0, np.float32), np.zeros((0, 0), np.float32)))
+        return out
+
+    def _pool(self, maps: list, boxes: list, input_hw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """From the neck maps of one pass: embeddings (B, D), cells (B, G * G, C_last) and the
+        appearance (N, D) of every box of the batch, in order; each copied to the host once."""
+        import torch
         from torchvision.ops import roi_align
 
-        self._captured.clear()
-        results = self.predict_results(images_bgr)
-        maps = [self._captured[i].float() for i in self.feature_layers]  # each (B, C_i, H_i, W_i)
-        self._captured.clear()  # the maps are large: hold them no longer than this call
+        maps = [m.float() for m in maps]  # each (B, C_i, H_i, W_i)
         if self._feature_dims is None:
             self._feature_dims = tuple(int(m.shape[1]) for m in maps)
         embeddings = torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1).cpu().numpy()
         cells = torch.nn.functional.adaptive_avg_pool2d(maps[-1], CELL_GRID).flatten(2).transpose(1, 2).cpu().numpy()
-        input_h, input_w = maps[0].shape[2] * 8, maps[0].shape[3] * 8  # P3 is stride 8 of the letterboxed input
-        out = []
-        for b, (result, image) in enumerate(zip(results, images_bgr)):
-            boxes = result.boxes.cpu().numpy()
-            if tracker is not None:
-                track_id, class_id = tracker.assign(boxes, image)
-            else:
-                track_id, class_id = np.full(len(boxes), -1, np.int32), boxes.cls.astype(np.int32)
-            xyxy = boxes.xyxy.astype(np.float32)
-            appearance = np.zeros((len(xyxy), sum(self._feature_dims)), np.float32)
-            if len(xyxy):
+        input_h, input_w = int(input_hw[0]), int(input_hw[1])
+        rois = []
+        for b, box in enumerate(boxes):
+            if len(box):
                 # source pixels -> letterboxed input pixels (the inverse of ultralytics' scale_boxes)
-                h0, w0 = result.orig_shape
+                h0, w0 = box.orig_shape
                 gain = min(input_h / h0, input_w / w0)
                 pad = torch.tensor([round((input_w - w0 * gain) / 2 - 0.1), round((input_h - h0 * gain) / 2 - 0.1)] * 2)
-                rois = torch.cat([torch.full((len(xyxy), 1), float(b)), torch.from_numpy(xyxy) * gain + pad], dim=1)
-                appearance = torch.cat([
-                    roi_align(m, rois.to(m.device), ROI_SIZE, spatial_scale=m.shape[3] / input_w, sampling_ratio=2,
-                              aligned=True).mean(dim=(2, 3)) for m in maps], dim=1).cpu().numpy()
-            detections = Detections(xyxy, boxes.conf.astype(np.float32), class_id, track_id, appearance.astype(np.float32))
-            out.append(PerceivedFrame(detections, embeddings[b].astype(np.float32), cells[b].astype(np.float32)))
-        return out
+                xyxy = torch.from_numpy(box.xyxy.astype(np.float32))
+                rois.append(torch.cat([torch.full((len(box), 1), float(b)), xyxy * gain + pad], dim=1))
+        if rois:
+            rois = torch.cat(rois).to(maps[0].device)
+            appearance = torch.cat([
+                roi_align(m, rois, ROI_SIZE, spatial_scale=m.shape[3] / input_w, sampling_ratio=2, aligned=True)
+                .mean(dim=(2, 3)) for m in maps], dim=1).cpu().numpy()
+        else:
+            appearance = np.zeros((0, sum(self._feature_dims)), np.float32)
+        return embeddings.astype(np.float32), cells.astype(np.float32), appearance.astype(np.float32)
 
     def close(self) -> None:
         for handle in self._hooks:

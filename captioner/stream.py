@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from .options import CaptionOptions
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Segment
 from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
-from .video import end_of_frames
+from .video import SampledFrame, end_of_frames
 
 NOTHING_SEEN = "no objects the detector knows are in view"
 RECENT_SEC = 1.0  # what counts as "now" for the forecast's subject counts
@@ -162,23 +163,33 @@ class Stream:
     def push(self, image_bgr: np.ndarray | None, t_sec: float, frame_index: int = -1) -> StreamUpdate:
         """One frame of the source, in order. ``image_bgr`` may be None for a frame ``wants`` refused."""
         start = time.perf_counter()
-        if image_bgr is not None and (image_bgr.shape[1], image_bgr.shape[0]) != self.frame_size:
-            from .errors import OptionsError
-
-            raise OptionsError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
-                               f"{image_bgr.shape[1]}x{image_bgr.shape[0]}; start a new stream")
-        self._saw(t_sec)
-        features = self.perception.push(image_bgr, t_sec, frame_index)
-        if features is not None:
-            update = self.push_features(features)
-        else:
-            if self.detect_every_frame and image_bgr is not None:
-                detections = self.perception.display_detections(image_bgr)
-            else:
-                detections = self.last_analysed.detections if self.last_analysed else Detections.empty()
-            update = StreamUpdate(t_sec, detections, False, self.caption, self.next, False)
+        update, = self.push_many([SampledFrame(frame_index, t_sec, image_bgr)])
         update.server_ms = (time.perf_counter() - start) * 1000.0
         return update
+
+    def push_many(self, frames: Sequence[SampledFrame]) -> list[StreamUpdate]:
+        """Consecutive frames of the source, in order (offline files): the analysed ones go
+        through YOLO in one batch, then the tracker, the tokenizer and the LSTM one by one; one
+        update per frame, as ``push`` gives them."""
+        for frame in frames:
+            image = frame.image_bgr
+            if image is not None and (image.shape[1], image.shape[0]) != self.frame_size:
+                from .errors import OptionsError
+
+                raise OptionsError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
+                                   f"{image.shape[1]}x{image.shape[0]}; start a new stream")
+            self._saw(frame.t_sec)
+        updates = []
+        for frame, features in zip(frames, self.perception.push_many(frames)):
+            if features is not None:
+                updates.append(self.push_features(features))
+                continue
+            if self.detect_every_frame and frame.image_bgr is not None:
+                detections = self.perception.display_detections(frame.image_bgr)
+            else:
+                detections = self.last_analysed.detections if self.last_analysed else Detections.empty()
+            updates.append(StreamUpdate(frame.t_sec, detections, False, self.caption, self.next, False))
+        return updates
 
     def push_features(self, frame: FrameFeatures) -> StreamUpdate:
         """An analysed frame whose perception is already done (e.g. from the feature cache)."""

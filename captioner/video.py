@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import re
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ except AttributeError:  # pragma: no cover - an OpenCV build without the logging
 
 from . import container
 from .errors import OptionsError, VideoError
+from .options import CaptionOptions
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +423,116 @@ class ImageSource:
 
     def __enter__(self) -> "ImageSource":
         return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ReadAhead:
+    """Decode a source in a background thread while the caller works on earlier frames.
+
+    >>> with open_source("clip.mp4") as video, ReadAhead(video, 4.0) as frames:
+    ...     for frame in frames: ...      # every frame, in order, as video.frames() yields them
+
+    The reader thread converts only the frames a ``FrameSampler(target_fps, video.info.fps)``
+    of its own takes: the same decisions the caller's sampler makes on the same timestamps (it
+    must be built the same way), so no frame is converted twice or skipped wrongly. At most
+    ``depth`` converted frames wait in the queue (the frames in between, not converted, travel
+    with them), so memory stays bounded however far decoding runs ahead. An error of the
+    reader (``VideoError``...) is raised in the caller's thread, as it was raised; leaving the
+    ``with`` block (the end, an error, Ctrl-C) stops the thread and waits for it, before the
+    ``VideoSource`` is closed (list ``ReadAhead`` after it in the ``with``). ``depth=0`` decodes
+    in the caller's thread instead (the same frames, no thread).
+    """
+
+    _END = object()
+
+    def __init__(self, video: VideoSource | ImageSource, target_fps: float | None, depth: int = CaptionOptions.read_ahead):
+        self.video = video
+        self.sampler = FrameSampler(target_fps, video.info.fps)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="captioner-read-ahead", daemon=True)
+        self._pending: list[SampledFrame] = []
+        self._done = False
+        self._inline = self._inline_frames() if depth <= 0 else None
+
+    def _inline_frames(self) -> Iterator[SampledFrame]:
+        for frame in self.video.frames(wants=self.sampler.wants):
+            self.sampler.take(frame.t_sec)
+            yield frame
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        frames = self.video.frames(wants=self.sampler.wants)
+        chunk: list[SampledFrame] = []
+        try:
+            for frame in frames:
+                self.sampler.take(frame.t_sec)  # as the caller's sampler will, for every frame
+                chunk.append(frame)
+                if frame.image_bgr is not None:  # a converted frame closes a chunk
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+                if self._stop.is_set():
+                    return
+            self._put(chunk + [self._END])
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            if chunk:  # the frames before the error first, as frames() yielded them
+                self._put(chunk)
+            self._put(exc)
+        finally:
+            frames.close()
+
+    def __enter__(self) -> "ReadAhead":
+        if self._inline is None:
+            self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        return self
+
+    def __next__(self) -> SampledFrame:
+        if self._inline is not None:
+            return next(self._inline)
+        while not self._pending:
+            if self._done:
+                raise StopIteration
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    self._done = True  # the reader ended without a word (it was stopped)
+                continue
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if item and item[-1] is self._END:
+                self._done, item = True, item[:-1]
+            self._pending = list(reversed(item))
+        return self._pending.pop()
+
+    def close(self) -> None:
+        """Stop the reader and wait for it (the ``with`` block does this)."""
+        if self._inline is not None:
+            self._inline.close()
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                while True:
+                    self._queue.get_nowait()  # unblock a reader waiting to put
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.1)
+        self._done = True
 
     def __exit__(self, *exc) -> None:
         self.close()
