@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .decoding import Grounding
+from .decoding import EvidenceBar, Grounding
 from .errors import ModelError
 from .fileio import atomic_output
 from .model import CaptionModel, ModelConfig
@@ -41,6 +41,7 @@ class TrainedModel:
     backbone: dict  # BackboneInfo.layout() + weights_name + weights_sha256
     training: dict  # how it was trained (data sizes, steps, seed, time)
     analysis_fps: float  # the frame rate it was trained on, and so the only one it reads
+    evidence: EvidenceBar = field(default_factory=EvidenceBar)  # when a detected class may be named
     path: str = ""
     sha256: str = ""
 
@@ -54,7 +55,8 @@ def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
-                    unseeable: list[str], backbone: BackboneInfo, training: dict, analysis_fps: float) -> Path:
+                    unseeable: list[str], backbone: BackboneInfo, training: dict, analysis_fps: float,
+                    evidence: EvidenceBar | None = None, scene_nouns: list[str] | None = None) -> Path:
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -63,10 +65,11 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
         "state_dict": {k: v.detach().to(torch.float16) if v.is_floating_point() else v
                        for k, v in model.state_dict().items()},
         "vocab": vocab.to_dict(),
-        "grounding": {"word_class": dict(word_class), "unseeable": list(unseeable)},
+        "grounding": {"word_class": dict(word_class), "unseeable": list(unseeable), "scene_nouns": list(scene_nouns or [])},
         "backbone": {**backbone.layout(), "weights_name": backbone.weights_name,
                      "weights_sha256": backbone.weights_sha256},
         "analysis_fps": float(analysis_fps),
+        "evidence_bar": (evidence or EvidenceBar()).to_dict(),
         # plain JSON types only, so weights_only loading accepts it
         "training": json.loads(json.dumps(training, default=str)),
     }
@@ -105,11 +108,14 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> TrainedModel:
     grounding = Grounding(
         word_class={stoi[w]: CLASS_INDEX[c] for w, c in grounding_words["word_class"].items() if w in stoi and " " not in w},
         unseeable={stoi[w] for w in grounding_words["unseeable"] if w in stoi},
+        scene_words={stoi[w] for w in grounding_words.get("scene_nouns", []) if w in stoi},
     )
     # checkpoints from before the rate was stored at the top were trained at training.config.analysis_fps
     training = payload.get("training", {})
     analysis_fps = float(payload.get("analysis_fps") or training.get("config", {}).get("analysis_fps") or DEFAULT_ANALYSIS_FPS)
-    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, str(path), file_sha256(path))
+    evidence = EvidenceBar.from_dict(payload.get("evidence_bar"))
+    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, evidence, str(path),
+                        file_sha256(path))
 
 
 def check_backbone(saved: dict, actual: BackboneInfo) -> None:

@@ -43,6 +43,16 @@ CLASS_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Things that do not move by themselves: a forecast never says they "keep moving" (in a moving
+# camera's view they drift, but that is the camera).
+STATIC_CLASSES = frozenset({
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "chair", "couch", "potted plant", "bed",
+    "dining table", "toilet", "tv", "laptop", "microwave", "oven", "toaster", "sink", "refrigerator", "clock", "vase",
+    "book", "bottle", "wine glass", "cup", "bowl", "keyboard", "mouse", "remote", "cell phone", "scissors",
+    "teddy bear", "hair drier", "toothbrush", "umbrella", "handbag", "tie", "suitcase", "backpack",
+})
+
+
 def class_word(name: str, count: int = 1) -> str:
     """``class_word("person", 2) == "people"``; default plural adds an s."""
     singular, plural = CLASS_WORDS.get(name, (name, name + "s"))

@@ -1,21 +1,25 @@
 """Stage 6: greedy and beam search, grounded in what the detector saw; forecast sentences.
 
-Grounding is enforced while decoding, not checked afterwards: at every step the words that
-name a COCO class absent from the segment, and the object nouns the detector cannot see at
-all (``unseeable``), get probability zero. Beams are then re-ranked by length-normalised
-log-probability plus a bonus for naming the segment's salient objects.
+Grounding is enforced while decoding, not checked afterwards. ``EvidenceBar`` decides which
+detected classes have enough evidence in a segment to be named (seen in enough frames, and
+confident, tracked or large enough): one stray false detection must not become a named object.
+At every step the words that name any other COCO class get probability zero. Beams are then
+re-ranked by length-normalised log-probability plus a bonus for naming the segment's salient
+objects. Forecast sentences name only classes that pass the same bar.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
-from .coco import COCO_CLASSES, class_word
+from .coco import COCO_CLASSES, STATIC_CLASSES, class_word
 from .events import DIRECTIONS
 from .result import NextEvent
+from .tokens import SLOT_AREA, SLOT_CONF, SLOT_SHARE, SLOT_TRACKED, WindowObjects
 from .vocab import BOS_ID, EOS_ID, Vocabulary
 
 
@@ -25,16 +29,23 @@ class Grounding:
     the checkpoint, so inference needs no NLTK data.
 
     word_class: vocab id -> COCO class id, for words that name a detectable object
-    unseeable: vocab ids of object nouns no COCO class covers (never allowed)
+    unseeable: vocab ids of object nouns no COCO class covers and too few training photos show:
+               "piano" from a handful of clips is not learnt (always banned)
+    scene_words: the other such nouns, which hundreds of photos taught ("grass", "snow", "shirt"):
+               said of a photo; in a video window the phrase holding one is left out
+               (``strip_scene_phrases``), since there they were measured to be wrong too often
     """
 
     word_class: dict[int, int]
     unseeable: set[int]
+    scene_words: set[int] = field(default_factory=set)  # nouns no COCO class covers that photos taught ("grass")
 
-    def banned_mask(self, vocab_size: int, present_classes: set[int], specials: list[int]) -> torch.Tensor:
-        """(V,) bool: True where a word may not be generated for this segment."""
+    def banned_mask(self, vocab_size: int, present_classes: set[int], specials: list[int],
+                    ban_unseeable: bool = False) -> torch.Tensor:
+        """(V,) bool: True where a word may not be generated for this segment: words naming a
+        COCO class not in ``present_classes``, and with ``ban_unseeable`` the nouns in ``unseeable``."""
         banned = torch.zeros(vocab_size, dtype=torch.bool)
-        banned[list(self.unseeable | set(specials))] = True
+        banned[list(set(specials) | (self.unseeable if ban_unseeable else set()))] = True
         for word, cls in self.word_class.items():
             if cls not in present_classes:
                 banned[word] = True
@@ -42,6 +53,49 @@ class Grounding:
 
     def named_classes(self, ids: list[int]) -> set[int]:
         return {self.word_class[i] for i in ids if i in self.word_class}
+
+
+@dataclass
+class EvidenceBar:
+    """When a detected class may be named in a caption or a forecast.
+
+    A class passes when it was seen in at least ``min_share`` of the window's frames (a photo is
+    one frame: share 1) and either its best detection is confident (``min_conf``), or it is
+    followed by a confirmed track in at least ``min_tracked`` of the frames, or it is large
+    (mean sqrt area share ``min_area``), each of the last two with confidence ``min_conf_weak``.
+    Calibrated by ``captioner train`` against the objects human captions mention (see the model
+    card) and stored in the checkpoint.
+    """
+
+    min_share: float = 0.25
+    min_conf: float = 0.5
+    min_tracked: float = 0.5
+    min_area: float = 0.25
+    min_conf_weak: float = 0.3
+    # classes the detector often reports wrongly (e.g. a dog as a horse) need this much confidence too
+    class_min_conf: dict[str, float] = field(default_factory=dict)
+
+    def passes(self, objects: WindowObjects) -> np.ndarray:
+        """(K,) bool: which of a window's objects have enough evidence to be named."""
+        f = objects.features
+        if not len(f):
+            return np.zeros(0, bool)
+        conf, share = f[:, SLOT_CONF], f[:, SLOT_SHARE]
+        weak = conf >= self.min_conf_weak
+        floor = np.array([self.class_min_conf.get(COCO_CLASSES[int(c)], 0.0) for c in objects.class_ids])
+        return (share >= self.min_share) & (conf >= floor) & (
+            (conf >= self.min_conf) | (weak & (f[:, SLOT_TRACKED] >= self.min_tracked)) | (weak & (f[:, SLOT_AREA] >= self.min_area)))
+
+    def to_dict(self) -> dict:
+        # plain floats and strings: checkpoints load with weights_only
+        data = {k: float(v) for k, v in asdict(self).items() if k != "class_min_conf"}
+        return {**data, "class_min_conf": {str(k): float(v) for k, v in self.class_min_conf.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "EvidenceBar":
+        data = dict(data or {})
+        floors = {str(k): float(v) for k, v in (data.pop("class_min_conf", None) or {}).items()}
+        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}, class_min_conf=floors)
 
 
 @dataclass
@@ -57,14 +111,23 @@ class Hypothesis:
         return math.exp(self.logprob / max(len(self.ids) + 1, 1))
 
 
-def _blocks_repeat(ids: list[int], candidate: int, n: int = 3) -> bool:
-    """True if adding ``candidate`` would repeat an n-gram already in ``ids`` (LSTM decoders loop)."""
+def _blocks_repeat(ids: list[int], candidate: int, function_words: frozenset[int] = frozenset(), n: int = 3) -> bool:
+    """True if adding ``candidate`` would repeat a word, an n-gram, or a bigram ending in a content
+    word already in ``ids`` (LSTM decoders loop: "black and white and white"). Bigrams ending in a
+    function word ("in a") may repeat: "a man in a hat and a woman in a dress"."""
     if ids and ids[-1] == candidate:
+        return True
+    if ids and candidate not in function_words and any(
+            ids[i] == ids[-1] and ids[i + 1] == candidate for i in range(len(ids) - 1)):
         return True
     if len(ids) < n - 1:
         return False
     tail = tuple(ids[-(n - 1):]) + (candidate,)
     return any(tuple(ids[i:i + n]) == tail for i in range(len(ids) - n + 1))
+
+
+FUNCTION_WORDS = frozenset("""a an the and or of in on at to with by from for into onto over under near is are
+his her their its while as""".split())
 
 
 @torch.no_grad()
@@ -90,6 +153,7 @@ def beam_search(
     beams = [(Hypothesis([], 0.0), h, c)]
     finished: list[Hypothesis] = []
     eos, bos = EOS_ID, BOS_ID
+    function_words = frozenset(vocab.stoi[w] for w in FUNCTION_WORDS if w in vocab.stoi)
     for step in range(max_len):
         k = len(beams)
         words = torch.tensor([b[0].ids[-1] if b[0].ids else bos for b in beams])
@@ -103,7 +167,7 @@ def beam_search(
         for b, (hyp, _, _) in enumerate(beams):
             top = torch.topk(logp[b], beam_size * 2 + 2)
             for lp, word in zip(top.values.tolist(), top.indices.tolist()):
-                if lp < -1e8 or (word != eos and _blocks_repeat(hyp.ids, word)):
+                if lp < -1e8 or (word != eos and _blocks_repeat(hyp.ids, word, function_words)):
                     continue
                 candidates.append((hyp.logprob + lp, b, word))
         candidates.sort(key=lambda x: -x[0])
@@ -129,6 +193,40 @@ def beam_search(
     return sorted(finished, key=lambda x: -x.score)
 
 
+# ---- scene phrases in video captions ---------------------------------------------------------------
+
+# words that open a phrase which can be left out whole: "in a red shirt", "on the beach",
+# "in front of a building", "wearing a hat", "with a dog in the grass"
+PHRASE_OPENERS = frozenset("""in on at down through near by into onto over under across along around behind beside
+past toward towards with wearing holding from of up off inside outside""".split())
+PLACE_WORDS = frozenset("front top side middle edge back bottom center centre end corner".split())
+MODIFIERS = frozenset("""a an the his her their its some two three four several many other another small large
+big little tall young old black white red blue green yellow orange pink purple brown gray grey dark light
+striped colorful bright long short and wooden snowy grassy sandy rocky busy city""".split())
+
+
+def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] | None:
+    """``tokens`` with every phrase that ends in a scene word left out ("a man in a blue shirt is
+    standing in front of a building" -> "a man is standing"); None when a scene word is not in
+    such a phrase (then the caption cannot be saved by cutting)."""
+    out = list(tokens)
+    i = len(out) - 1
+    while i >= 0:
+        if out[i] not in scene_words:
+            i -= 1
+            continue
+        j = i - 1
+        while j >= 0 and (out[j] in MODIFIERS or out[j] in scene_words):
+            j -= 1
+        if j < 0 or out[j] not in PHRASE_OPENERS:
+            return None
+        while j >= 2 and out[j - 1] in PLACE_WORDS and out[j - 2] in PHRASE_OPENERS:  # "in front of"
+            j -= 2
+        del out[j:i + 1]
+        i = j - 1
+    return out
+
+
 # ---- what happens next ------------------------------------------------------------------------
 
 def _likelihood_words(p: float) -> str:
@@ -141,21 +239,28 @@ def _likelihood_words(p: float) -> str:
     return "might"
 
 
+MIN_FORECAST_PROBABILITY = 0.3  # below this a forecast is noise, not information: not listed
+
+
 def forecast_events(
     presence: list[float], enter: list[float], leave: list[float], direction_probs: list[float],
     present_now: dict[int, int], leave_side: dict[int, str], moving_class: int | None,
-    horizon_sec: float, max_events: int = 3,
+    horizon_sec: float, evidenced: set[int], max_events: int = 3,
 ) -> list[NextEvent]:
     """Turn next-event probabilities into sentences, most informative first.
 
-    present_now: class id -> count visible now; leave_side: class id -> the edge its tracks
-    are heading to (from their current motion); moving_class: the class whose motion decides
-    the dominant direction (None when nothing moves).
+    present_now: class id -> count visible now (only classes that pass the evidence bar);
+    evidenced: classes that passed the bar anywhere in the recent history - the only ones a
+    forecast may name; leave_side: class id -> the edge its tracks are heading to (from their
+    current motion); moving_class: the class whose own motion decides the dominant direction
+    (None when nothing that can move does). Events below ``MIN_FORECAST_PROBABILITY`` are not listed.
     """
     changes: list[NextEvent] = []
     steady: list[NextEvent] = []
-    for c, p_leave in enumerate(leave):
-        if c in present_now and p_leave >= 0.3:
+    floor = MIN_FORECAST_PROBABILITY
+    for c in present_now:
+        p_leave = leave[c]
+        if p_leave >= floor:
             side = leave_side.get(c)
             noun = ("the " + class_word(COCO_CLASSES[c], present_now[c]))
             where = f" on the {side}" if side in ("left", "right") else (" at the top" if side == "top" else
@@ -163,23 +268,25 @@ def forecast_events(
             verb = "leave the view" if not where else "leave"
             changes.append(NextEvent(f"{noun} {_likelihood_words(p_leave)} {verb}{where} ({p_leave:.2f})",
                                      round(p_leave, 4), "leave", COCO_CLASSES[c], side=side, horizon_sec=horizon_sec))
-    for c, p_enter in enumerate(enter):
-        if p_enter >= 0.3:
+    for c in sorted(evidenced):
+        p_enter = enter[c]
+        if p_enter >= floor:
             noun = "another " + class_word(COCO_CLASSES[c]) if c in present_now else _article(class_word(COCO_CLASSES[c]))
             changes.append(NextEvent(f"{noun} {_likelihood_words(p_enter)} enter ({p_enter:.2f})",
                                      round(p_enter, 4), "enter", COCO_CLASSES[c], horizon_sec=horizon_sec))
-    for c, p in enumerate(presence):
-        if c not in present_now and p >= 0.3:
+        p = presence[c]
+        if c not in present_now and p >= floor:
             noun = _article(class_word(COCO_CLASSES[c]))
             changes.append(NextEvent(f"{noun} {_likelihood_words(p)} appear ({p:.2f})", round(p, 4), "appear",
                                      COCO_CLASSES[c], horizon_sec=horizon_sec))
-        elif c in present_now:
+        elif c in present_now and p >= floor:
             noun = "the " + class_word(COCO_CLASSES[c], present_now[c])
             steady.append(NextEvent(f"{noun} {_likelihood_words(p)} stay in view ({p:.2f})", round(p, 4), "stay",
                                     COCO_CLASSES[c], horizon_sec=horizon_sec))
     best_dir = max(range(1, len(DIRECTIONS)), key=lambda i: direction_probs[i])
     p_dir = direction_probs[best_dir]
-    if moving_class is not None and p_dir >= 0.4:
+    if moving_class is not None and moving_class in present_now and COCO_CLASSES[moving_class] not in STATIC_CLASSES \
+            and p_dir >= max(floor, 0.4):
         name = DIRECTIONS[best_dir]
         phrase = "toward the camera" if name == "toward" else "away from the camera" if name == "away" else f"to the {name}"
         noun = "the " + class_word(COCO_CLASSES[moving_class], present_now.get(moving_class, 1))

@@ -4,8 +4,12 @@ Shapes (B batch, T frames, F token dim, H hidden, K object slots, L caption leng
 
     tokens (B, T, F) -> FrameEncoder -> states (B, T, H)          unidirectional: steppable live
     states (B, T, H) + presence stats (B, T, C, S) -> NextEventHead -> presence/enter/leave (B, T, C), direction (B, T, 5)
-    memory = [segment states (B, T, H) ; object slots (B, K, H)]
-    DecoderWithAttention(memory, words (B, L)) -> logits (B, L, V)
+    memory = [segment states (B, T, H) ; grid cells (B, G, H) ; object slots (B, K, H)]
+    DecoderWithAttention(memory, words (B, L)) -> hidden (B, L, H) -> adaptive softmax -> word log-probabilities
+
+An object slot is a class seen in the segment: its class embedding, its evidence statistics and
+what its boxes look like (RoI appearance). Grid cells are the last neck map pooled to 3 x 3,
+averaged over the segment: where things are, and what the scene is (grass, snow, a street).
 
 In the manner of sgrvinod's image-captioning tutorial: soft (Bahdanau) attention over the
 memory at every word, a gate on the attended context, and an LSTMCell decoder.
@@ -21,11 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .coco import NUM_CLASSES
-from .tokens import SLOT_FEATURES, TokenLayout
+from .tokens import SLOT_FEATURES, TokenLayout, WindowObjects
 
 log = logging.getLogger(__name__)
 
-STYLE_HUMAN, STYLE_EVENTS = 0, 1  # phrasing learned from human corpora / from event templates
+STYLE_HUMAN, STYLE_EVENTS = 0, 1  # phrasing learned from human captions / from event templates
 STYLE_IDS = {"human": STYLE_HUMAN, "events": STYLE_EVENTS}  # CaptionOptions.style -> style embedding
 NUM_DIRECTIONS = 5  # none, left, right, toward, away (see events.DIRECTIONS)
 
@@ -40,6 +44,10 @@ class ModelConfig:
     dropout: float = 0.3
     horizon_sec: float = 3.0
     max_caption_len: int = 20
+    cell_dim: int = 256  # channels of the last neck map (P5 of YOLO11n)
+    cell_count: int = 9  # perception.CELL_GRID ** 2
+    use_cells: bool = True  # attend over grid cells (an ablation switch)
+    use_appearance: bool = True  # give object slots their RoI appearance (an ablation switch)
 
     @property
     def token_dim(self) -> int:
@@ -171,6 +179,48 @@ class Attention(nn.Module):
         return (alpha.unsqueeze(-1) * memory).sum(dim=1), alpha
 
 
+@dataclass
+class SegmentInputs:
+    """What the decoder reads for B segments, padded: encoder states (B, T, H) and mask (B, T);
+    object slots: classes (B, K), features (B, K, SLOT_FEATURES), appearance (B, K, D), mask
+    (B, K); grid cells (B, G, Cc) and mask (B, G) (False where a segment has none)."""
+
+    states: torch.Tensor
+    state_mask: torch.Tensor
+    slot_classes: torch.Tensor
+    slot_feats: torch.Tensor
+    slot_appearance: torch.Tensor
+    slot_mask: torch.Tensor
+    cells: torch.Tensor
+    cell_mask: torch.Tensor
+
+
+def segment_inputs(states: list[torch.Tensor], objects: list[WindowObjects], cells: list,
+                   cfg: ModelConfig) -> SegmentInputs:
+    """Pad B segments: states[b] (T_b, H), objects[b], cells[b] (G, Cc) numpy or None."""
+    b = len(states)
+    t = max(1, max(len(x) for x in states))
+    k = max(1, max(len(o) for o in objects))
+    out = SegmentInputs(
+        states=torch.zeros(b, t, cfg.hidden), state_mask=torch.zeros(b, t, dtype=torch.bool),
+        slot_classes=torch.zeros(b, k, dtype=torch.long), slot_feats=torch.zeros(b, k, SLOT_FEATURES),
+        slot_appearance=torch.zeros(b, k, cfg.embedding_dim), slot_mask=torch.zeros(b, k, dtype=torch.bool),
+        cells=torch.zeros(b, cfg.cell_count, cfg.cell_dim), cell_mask=torch.zeros(b, cfg.cell_count, dtype=torch.bool))
+    for i, (x, o, c) in enumerate(zip(states, objects, cells)):
+        out.states[i, :len(x)], out.state_mask[i, :len(x)] = x, True
+        n = len(o)
+        out.slot_classes[i, :n] = torch.from_numpy(o.class_ids)
+        out.slot_feats[i, :n] = torch.from_numpy(o.features)
+        out.slot_appearance[i, :n] = torch.from_numpy(o.appearance)
+        out.slot_mask[i, :n] = True
+        if c is not None and cfg.use_cells:
+            out.cells[i], out.cell_mask[i] = torch.from_numpy(c), True
+    if not cfg.use_appearance:
+        out.slot_appearance.zero_()
+        out.slot_feats[..., -1] = 0.0  # "has appearance"
+    return out
+
+
 class DecoderWithAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -178,6 +228,11 @@ class DecoderWithAttention(nn.Module):
         h = cfg.hidden
         self.class_embed = nn.Embedding(NUM_CLASSES, h)
         self.slot_proj = nn.Linear(SLOT_FEATURES, h)
+        self.appearance_norm = nn.LayerNorm(cfg.embedding_dim)
+        self.appearance_proj = nn.Linear(cfg.embedding_dim, h)
+        self.cell_norm = nn.LayerNorm(cfg.cell_dim)
+        self.cell_proj = nn.Linear(cfg.cell_dim, h)
+        self.cell_position = nn.Parameter(torch.zeros(cfg.cell_count, h))
         self.style_embed = nn.Embedding(2, h)
         self.word_embed = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=0)
         self.attention = Attention(h, h, cfg.attention_dim)
@@ -185,13 +240,20 @@ class DecoderWithAttention(nn.Module):
         self.gate = nn.Linear(h, h)
         self.cell = nn.LSTMCell(cfg.word_dim + h, h)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(h, cfg.vocab_size)
+        # adaptive softmax (Grave et al. 2017): frequent words at full width, rare ones in
+        # smaller clusters; 4x cheaper than a full 6,000-word projection, which dominated training
+        cutoffs = [c for c in (1000, 3000) if c < cfg.vocab_size - 1] or [max(1, cfg.vocab_size // 2)]
+        self.out = nn.AdaptiveLogSoftmaxWithLoss(h, cfg.vocab_size, cutoffs, div_value=4.0)
 
-    def memory(self, states, state_mask, slot_classes, slot_feats, slot_mask):
-        """Concatenate segment states and object slots -> memory (B, M, H), mask (B, M)."""
-        slots = self.class_embed(slot_classes) + self.slot_proj(slot_feats)
-        memory = torch.cat([states, slots], dim=1)
-        mask = torch.cat([state_mask, slot_mask], dim=1)
+    def memory(self, x: SegmentInputs):
+        """Concatenate segment states, grid cells and object slots -> memory (B, M, H), mask (B, M),
+        and the memory's attention projection (computed once per segment, not once per word)."""
+        has_appearance = x.slot_feats[..., -1:]  # 0 for corpus pairs, which have no pixels
+        slots = (self.class_embed(x.slot_classes) + self.slot_proj(x.slot_feats)
+                 + self.appearance_proj(self.appearance_norm(x.slot_appearance)) * has_appearance)
+        cells = self.cell_proj(self.cell_norm(x.cells)) + self.cell_position
+        memory = torch.cat([x.states, cells, slots], dim=1)
+        mask = torch.cat([x.state_mask, x.cell_mask, x.slot_mask], dim=1)
         return memory, mask, self.attention.memory_proj(memory)
 
     def init_state(self, memory, mask, style):
@@ -199,22 +261,27 @@ class DecoderWithAttention(nn.Module):
         mean = (memory * weights).sum(1) / weights.sum(1).clamp(min=1.0) + self.style_embed(style)
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
 
-    def step(self, words, h, c, memory, memory_proj, mask):
-        """One word for each of B sequences: words (B,) -> logits (B, V), new (h, c), alpha (B, M)."""
+    def advance(self, words, h, c, memory, memory_proj, mask):
+        """The LSTM step for one word of each of B sequences: words (B,) -> new (h, c), alpha (B, M)."""
         context, alpha = self.attention(memory, memory_proj, mask, h)
         context = torch.sigmoid(self.gate(h)) * context
         h, c = self.cell(torch.cat([self.word_embed(words), context], dim=-1), (h, c))
-        return self.out(self.dropout(h)), h, c, alpha
+        return h, c, alpha
+
+    def step(self, words, h, c, memory, memory_proj, mask):
+        """One word for each of B sequences: words (B,) -> log-probabilities (B, V), new (h, c), alpha (B, M)."""
+        h, c, alpha = self.advance(words, h, c, memory, memory_proj, mask)
+        return self.out.log_prob(self.dropout(h)), h, c, alpha
 
     def forward(self, memory, mask, memory_proj, style, captions):
-        """Teacher forcing. captions (B, L) start with <bos>; returns logits (B, L-1, V) for
-        predicting captions[:, 1:]."""
+        """Teacher forcing. captions (B, L) start with <bos>; returns the hidden states (B, L-1, H)
+        that predict captions[:, 1:] (through ``self.out``, the adaptive softmax)."""
         h, c = self.init_state(memory, mask, style)
-        logits = []
+        hidden = []
         for t in range(captions.shape[1] - 1):
-            step_logits, h, c, _ = self.step(captions[:, t], h, c, memory, memory_proj, mask)
-            logits.append(step_logits)
-        return torch.stack(logits, dim=1)
+            h, c, _ = self.advance(captions[:, t], h, c, memory, memory_proj, mask)
+            hidden.append(h)
+        return self.dropout(torch.stack(hidden, dim=1))
 
 
 class CaptionModel(nn.Module):
@@ -239,10 +306,13 @@ class CaptionModel(nn.Module):
     def predict_next(self, states: torch.Tensor, tokens: torch.Tensor) -> NextEventLogits:
         return self.next_head(states, self.presence_stats(tokens))
 
-    def caption_loss(self, states, state_mask, slot_classes, slot_feats, slot_mask, style, captions) -> torch.Tensor:
-        memory, mask, memory_proj = self.decoder.memory(states, state_mask, slot_classes, slot_feats, slot_mask)
-        logits = self.decoder(memory, mask, memory_proj, style, captions)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), captions[:, 1:].reshape(-1), ignore_index=0)
+    def caption_loss(self, inputs: SegmentInputs, style: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the caption words (padding ignored)."""
+        memory, mask, memory_proj = self.decoder.memory(inputs)
+        hidden = self.decoder(memory, mask, memory_proj, style, captions)
+        targets = captions[:, 1:]
+        words = targets != 0
+        return self.decoder.out(hidden[words], targets[words]).loss
 
 
 def next_event_loss(predicted: NextEventLogits, targets: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:

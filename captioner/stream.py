@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from .checkpoint import TrainedModel
-from .coco import COCO_CLASSES
-from .decoding import beam_search, forecast_events
+from .coco import COCO_CLASSES, STATIC_CLASSES
+from .decoding import Hypothesis, beam_search, forecast_events, strip_scene_phrases
 from .features import FrameFeatures, PerceptionStream
-from .model import HISTORY_FRAMES, STYLE_IDS
+from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
 from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Segment
-from .tokens import FrameTokenizer, TokenLayout, salient_classes, segment_slots
+from .tokens import FrameTokenizer, TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
 from .video import SampledFrame, end_of_frames
 
 NOTHING_SEEN = "no objects the detector knows are in view"
@@ -50,6 +50,7 @@ class AnalysedFrame:
     detections: Detections
     token: np.ndarray  # (F,)
     state: torch.Tensor  # (H,) encoder output after this frame
+    cells: np.ndarray | None = None  # (G, C) grid cells of the last neck map
 
 
 @dataclass
@@ -68,33 +69,47 @@ class StreamUpdate:
 
 # ---- windows -> captions and forecasts ----------------------------------------------------------
 
+def grounded_objects(trained: TrainedModel, frames: list[AnalysedFrame]) -> tuple[WindowObjects, WindowObjects]:
+    """(every object seen in the frames, the ones with enough evidence to be named)."""
+    objects = window_objects(np.stack([f.token for f in frames]), trained.model.cfg.embedding_dim,
+                             [f.detections for f in frames])
+    return objects, objects.select(trained.evidence.passes(objects))
+
+
 @torch.no_grad()
 def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options: CaptionOptions) -> tuple[str, float, Evidence]:
-    """Caption of a window of analysed frames: (caption, confidence, evidence)."""
+    """Caption of a window of analysed frames: (caption, confidence, evidence). Only classes that
+    pass the evidence bar are shown to the decoder and may be named; other nouns ("grass",
+    "shirt") only those real photos taught, and only of a still picture: in a video window the
+    phrase holding one is left out ("a man in a red shirt is standing on the beach" -> "a man is
+    standing"), because photo-taught scene words were wrong too often on video (model card)."""
     model = trained.model
-    tokens = np.stack([f.token for f in frames])
-    slot_classes, slot_feats = segment_slots(tokens, model.cfg.embedding_dim)
+    _, named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
-    if len(slot_classes) == 0:
+    if len(named) == 0:  # nothing with enough evidence: say so rather than guess from the scene alone
         return NOTHING_SEEN, 1.0, Evidence([], [], times)
-    states = torch.stack([f.state for f in frames])[None]
+    states = torch.stack([f.state for f in frames])
+    inputs = segment_inputs([states], [named], [window_cells([f.cells for f in frames])], model.cfg)
     decoder = model.decoder
-    memory, mask, memory_proj = decoder.memory(
-        states, torch.ones(1, len(frames), dtype=torch.bool), torch.from_numpy(slot_classes)[None],
-        torch.from_numpy(slot_feats)[None], torch.ones(1, len(slot_classes), dtype=torch.bool))
+    memory, mask, memory_proj = decoder.memory(inputs)
     vocab, grounding = trained.vocab, trained.grounding
-    present = set(int(c) for c in slot_classes)
-    banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3])  # pad, bos, unk
+    present = set(int(c) for c in named.class_ids)
+    banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3], ban_unseeable=True)  # pad, bos, unk
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
-                       salient_classes(slot_classes, slot_feats), beam_size=options.beam_size,
-                       max_len=model.cfg.max_caption_len)
+                       salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len)
     best = hyps[0]
-    named = best.named or present
+    if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
+        scene = {vocab.itos[i] for i in grounding.scene_words}
+        for hyp in hyps:
+            kept = strip_scene_phrases(vocab.decode_tokens(hyp.ids), scene)
+            if kept:
+                best = Hypothesis([vocab.stoi[t] for t in kept], hyp.logprob, hyp.score, hyp.named)
+                break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
-                        if t >= 0 and int(c) in named})
-    classes = [COCO_CLASSES[int(c)] for c in slot_classes]
+                        if t >= 0 and int(c) in present})
+    classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
     return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times,
-                                                                       class_counts(frames, slot_classes))
+                                                                       class_counts(frames, named.class_ids))
 
 
 def class_counts(frames: list[AnalysedFrame], classes: np.ndarray) -> dict[str, int]:
@@ -108,23 +123,28 @@ def class_counts(frames: list[AnalysedFrame], classes: np.ndarray) -> dict[str, 
 
 @torch.no_grad()
 def forecast_next(trained: TrainedModel, history: list[AnalysedFrame]) -> list[NextEvent]:
-    """What happens in the next ``horizon_sec``, from the last ``HISTORY_FRAMES`` analysed frames."""
+    """What happens in the next ``horizon_sec``, from the last ``HISTORY_FRAMES`` analysed frames.
+    Only classes with enough evidence in that history may be named."""
     model = trained.model
     frames = history[-HISTORY_FRAMES:]
     last = frames[-1]
     tokens = torch.from_numpy(np.stack([f.token for f in frames]))[None]
     probs = model.predict_next(torch.stack([f.state for f in frames])[None], tokens).last_step()
+    _, named = grounded_objects(trained, frames)
+    evidenced = set(int(c) for c in named.class_ids)
     present_now: dict[int, int] = {}
     for f in frames:
         if f.t_sec >= last.t_sec - RECENT_SEC:
             for c, n in zip(*np.unique(f.detections.class_id, return_counts=True)):
-                present_now[int(c)] = max(present_now.get(int(c), 0), int(n))
+                if int(c) in evidenced:
+                    present_now[int(c)] = max(present_now.get(int(c), 0), int(n))
     velocity = last.token[TokenLayout(model.cfg.embedding_dim).velocity]
     moving = [c for c in present_now if abs(velocity[c]) >= MOVING_SPEED]
     leave_side = {c: ("right" if velocity[c] > 0 else "left") for c in moving}
-    moving_class = max(moving, key=lambda c: abs(velocity[c])) if moving else None
+    movers = [c for c in moving if COCO_CLASSES[c] not in STATIC_CLASSES]
+    moving_class = max(movers, key=lambda c: abs(velocity[c])) if movers else None
     return forecast_events(probs.presence, probs.enter, probs.leave, probs.direction, present_now, leave_side,
-                           moving_class, model.cfg.horizon_sec)
+                           moving_class, model.cfg.horizon_sec, evidenced)
 
 
 # ---- the stream ---------------------------------------------------------------------------------
@@ -235,7 +255,7 @@ class Stream:
         token = self.tokenizer(frame)
         with torch.no_grad():
             out, self.lstm_state = self.trained.model.encode(torch.from_numpy(token)[None, None], self.lstm_state)
-        return AnalysedFrame(frame.t_sec, frame.detections, token, out[0, 0])
+        return AnalysedFrame(frame.t_sec, frame.detections, token, out[0, 0], frame.cells)
 
     def _close(self, end_sec: float) -> Segment:
         caption, confidence, evidence = describe_window(self.trained, self.window, self.options)

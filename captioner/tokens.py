@@ -117,34 +117,82 @@ def tokens_for_frames(frames: list[FrameFeatures], frame_size: tuple[int, int], 
     return np.stack([tokenizer(f) for f in frames])
 
 
-# ---- object slots: one per class seen in a segment; the decoder attends over them -----------
+# ---- a window's objects: one per class seen; the decoder attends over them -----------------------
 
-SLOT_FEATURES = 4  # log1p(mean count when present), max confidence, mean sqrt area, share of frames present
+# log1p(mean count when present), max confidence, mean sqrt area share, share of frames present,
+# share of frames with a confirmed track, has appearance (1 where ``appearance`` is real)
+SLOT_FEATURES = 6
+SLOT_CONF, SLOT_AREA, SLOT_SHARE, SLOT_TRACKED = 1, 2, 3, 4
 
 
-def segment_slots(tokens: np.ndarray, embedding_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Slots from a segment's tokens (T, token_dim) -> (class_ids (K,), features (K, 4)),
-    ordered by salience (share of frames x area x confidence), most salient first."""
+@dataclass
+class WindowObjects:
+    """The objects of a window (or photo), one per class seen, most salient first.
+
+    class_ids:  (K,) int64 COCO classes
+    features:   (K, SLOT_FEATURES) float32 evidence statistics (see SLOT_FEATURES)
+    appearance: (K, D) float32 what they look like: the RoI features of the class's boxes,
+                averaged with weights confidence x area (zeros where unknown)
+    """
+
+    class_ids: np.ndarray
+    features: np.ndarray
+    appearance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def select(self, keep: np.ndarray) -> "WindowObjects":
+        return WindowObjects(self.class_ids[keep], self.features[keep], self.appearance[keep])
+
+
+def window_objects(tokens: np.ndarray, embedding_dim: int, detections: list | None = None) -> WindowObjects:
+    """Objects of a window from its tokens (T, token_dim) and, when known, its frames'
+    ``Detections`` (for track shares and appearance; corpus pairs have neither)."""
     layout = TokenLayout(embedding_dim)
     counts = np.expm1(tokens[:, layout.counts])  # (T, C)
     present = counts > 0.5
     share = present.mean(axis=0) if len(tokens) else np.zeros(C)
     classes = np.flatnonzero(share > 0)
     if len(classes) == 0:
-        return np.zeros(0, np.int64), np.zeros((0, SLOT_FEATURES), np.float32)
+        return WindowObjects(np.zeros(0, np.int64), np.zeros((0, SLOT_FEATURES), np.float32),
+                             np.zeros((0, embedding_dim), np.float32))
     conf = tokens[:, layout.conf].max(axis=0)
     area = tokens[:, layout.area]
     mean_count = np.array([counts[present[:, c], c].mean() for c in classes])
     mean_area = np.array([area[present[:, c], c].mean() for c in classes])
-    feats = np.stack([np.log1p(mean_count), conf[classes], mean_area, share[classes]], axis=1).astype(np.float32)
+    tracked = np.zeros(C)
+    appearance = np.zeros((C, embedding_dim), np.float32)
+    has_appearance = np.zeros(C, np.float32)
+    if detections:
+        weights = np.zeros(C)
+        for d in detections:
+            for c in set(d.class_id[d.track_id >= 0].tolist()):
+                tracked[c] += 1.0 / len(detections)
+            if d.appearance is not None and len(d):
+                box = d.box_xyxy
+                w = d.confidence * np.sqrt(np.clip((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), 1.0, None))
+                np.add.at(appearance, d.class_id, d.appearance * w[:, None])
+                np.add.at(weights, d.class_id, w)
+        seen = weights > 0
+        appearance[seen] /= weights[seen, None]
+        has_appearance[seen] = 1.0
+    feats = np.stack([np.log1p(mean_count), conf[classes], mean_area, share[classes], tracked[classes],
+                      has_appearance[classes]], axis=1).astype(np.float32)
     salience = share[classes] * (mean_area + 0.05) * conf[classes]
     order = np.argsort(-salience, kind="stable")
-    return classes[order].astype(np.int64), feats[order]
+    return WindowObjects(classes[order].astype(np.int64), feats[order], appearance[classes[order]])
 
 
-def salient_classes(class_ids: np.ndarray, slot_features: np.ndarray, max_classes: int = 2,
-                    min_share: float = 0.5, min_conf: float = 0.5) -> list[int]:
-    """The objects a good caption should name: seen in at least half the segment's frames with a
-    confident detection, the top ``max_classes`` by salience (slots are already ordered)."""
-    keep = [int(c) for c, f in zip(class_ids, slot_features) if f[3] >= min_share and f[1] >= min_conf]
+def salient_classes(objects: WindowObjects, max_classes: int = 2, min_share: float = 0.5,
+                    min_conf: float = 0.5) -> list[int]:
+    """The objects a good caption should name: seen in at least half the window's frames with a
+    confident detection, the top ``max_classes`` by salience (objects are already ordered)."""
+    keep = [int(c) for c, f in zip(objects.class_ids, objects.features) if f[SLOT_SHARE] >= min_share and f[SLOT_CONF] >= min_conf]
     return keep[:max_classes]
+
+
+def window_cells(cells: list[np.ndarray | None]) -> np.ndarray | None:
+    """The mean of a window's frames' grid cells (G, C), or None when no frame has them."""
+    known = [c for c in cells if c is not None]
+    return np.mean(known, axis=0).astype(np.float32) if known else None
