@@ -15,6 +15,10 @@ from ..cli import EXIT_OK, add_caption_args, add_perception_args, caption_option
 
 log = logging.getLogger("captioner")
 
+# captioner train --disable NAME -> the TrainConfig switch it turns off
+ABLATIONS = {"photos": "use_photos", "text": "use_text", "events": "use_events", "clip-captions": "use_clip_captions",
+             "cells": "use_cells", "appearance": "use_appearance"}
+
 
 def shared_data_dir() -> Path:
     """../shared/data beside the checkout (or $CAPTIONER_SHARED/data)."""
@@ -32,9 +36,13 @@ def cmd_train(argv: Sequence[str]) -> int:
     parser.add_argument("--videos", type=Path, default=data / "videos", help="folder of training videos (default %(default)s)")
     parser.add_argument("--captions", type=Path, default=data / "captions",
                         help="caption corpora folder (MSVD/MSR-VTT/ActivityNet/DiDeMo/YouCook2; default %(default)s); 'none' to skip")
+    parser.add_argument("--photos", type=Path, default=data / "images" / "flickr8k",
+                        help="captioned photos (Flickr8k layout: captions.jsonl + images/; default %(default)s); 'none' to skip")
     parser.add_argument("--user-captions", type=Path, default=None,
                         help="captions for your own videos: MSVD-style TSV, MSR-VTT-style JSON or ActivityNet-style JSON")
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint to write (default %(default)s)")
+    parser.add_argument("--disable", action="append", default=[], choices=sorted(ABLATIONS),
+                        help="leave a training source or decoder input out (for ablations; repeatable)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--fps", type=float, default=TrainConfig.analysis_fps,
@@ -47,26 +55,30 @@ def cmd_train(argv: Sequence[str]) -> int:
     captions = None if str(args.captions) == "none" else args.captions
     if captions is not None and not captions.is_dir():
         parser.error(f"--captions {args.captions}: not a folder (use 'none' to train on videos only)")
+    photos = None if str(args.photos) == "none" else args.photos
+    if photos is not None and not (photos / "captions.jsonl").is_file():
+        parser.error(f"--photos {args.photos}: no captions.jsonl there (use 'none' to train without photos)")
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     logging.getLogger("captioner").setLevel(logging.INFO)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps,
+                      **{ABLATIONS[name]: False for name in args.disable})
     start = time.perf_counter()
     perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
-    path = run_training(args.videos, captions, args.out, perception, cfg, args.user_captions)
+    path = run_training(args.videos, captions, photos, args.out, perception, cfg, args.user_captions)
     print(f"wrote {path} in {time.perf_counter() - start:.0f}s")
     return EXIT_OK
 
 
 def cmd_eval(argv: Sequence[str]) -> int:
-    from .dataset import captioned_clip_stems
-    from .eval import format_table, run_eval
-    from .train import TrainConfig, prepare_data
+    from .eval import format_table, load_eval_data, run_eval
+    from .train import TrainConfig
 
     data = shared_data_dir()
     parser = argparse.ArgumentParser(prog="captioner eval", description="Evaluate the caption model; prints one table.")
     parser.add_argument("--videos", type=Path, default=data / "videos")
     parser.add_argument("--captions", type=Path, default=data / "captions")
+    parser.add_argument("--photos", type=Path, default=data / "images" / "flickr8k", help="Flickr8k (dev split is used)")
     parser.add_argument("--json", type=Path, default=None, help="also write the full report (with captions) as JSON")
     add_caption_args(parser)
     args = parser.parse_args(argv)
@@ -77,13 +89,17 @@ def cmd_eval(argv: Sequence[str]) -> int:
     model = load(args, options)
     saved = model.trained.training.get("config", {})
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    prepared = prepare_data(args.videos, args.captions, model.perception, cfg)
-    report = run_eval(model, prepared.clips, prepared.text_pairs_test, captioned_clip_stems(args.captions / "clip_captions.json"))
+    data = load_eval_data(args.videos, args.captions, args.photos if args.photos.is_dir() else None, model.perception, cfg)
+    report = run_eval(model, data.clips, data.text_pairs_test, data.clip_references, data.photos_dev)
     print(format_table(report))
     if "val_clips" in report:
         print()
         for name, item in report["val_clips"]["captions"].items():
             print(f"{name}: {item['caption']!r}  (refs: {'; '.join(item['references'][:3])})")
+    if "photos_dev" in report:
+        print()
+        for item in report["photos_dev"]["with_bar"]["examples"]:
+            print(f"{item['photo']}: {item['caption']!r}  (refs: {'; '.join(item['references'][:2])})")
     if args.json:
         from ..fileio import atomic_output
 

@@ -1,11 +1,11 @@
-"""Training and evaluation data, from ../shared/data or a user's own folder (never copied).
+"""Training and evaluation data from real clips, from ../shared/data or a user's own folder
+(never copied).
 
-Two sources, as in DESIGN.md:
-  * real clips: per-frame tokens, next-event targets from the real future, and windows
-    captioned from their grounded track events (template phrasing, several variants);
-  * human caption corpora: sentences whose object nouns all map to COCO classes, paired with
-    synthetic pseudo-detections of those classes.
-Splits are by source video (same-scene clips stay together), never by window or sentence.
+A real clip gives per-frame tokens, next-event targets from the real future, and 4 s windows
+(stride 2 s), each captioned from its grounded track events (template phrasing, several
+variants) and, for the human-captioned clips, paired with the clip's human captions. (Photos
+are in ``images.py``, caption corpora in ``corpora.py`` / ``pairs.py``.) Splits are by source
+video (same-scene clips stay together), never by window or sentence.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from ..coco import NUM_CLASSES
 from ..events import window_events
 from ..features import FeatureCache, FrameFeatures, VideoFeatures, extract_features
-from ..tokens import tokens_for_frames
+from ..tokens import WindowObjects, tokens_for_frames, window_cells, window_objects
 from ..video import is_video_file
 from ..vocab import tokenize
 from .describe import all_descriptions
@@ -49,11 +49,18 @@ def scene_group(stem: str) -> str:
     return stem
 
 
+# Human-captioned clips kept for validation (never trained on): the MSR-VTT clip and two MSVD
+# clips. The other seven MSVD clips train the decoder with their human captions.
+VALIDATION_CLIPS = ("msrvtt_video8331", "msvd_3qqEKTPxLNs_1_15", "msvd_UXs3eq68ZjE_250_255")
+
+
 def clip_split(stem: str, captioned: set[str], test_fraction: float = 0.25) -> str:
-    """"val" for human-captioned clips (validation only), else "test" for a deterministic
-    quarter of the scene groups, else "train"."""
-    if stem in captioned:
+    """"val" for the validation clips, "train" for the other human-captioned clips, else "test"
+    for a deterministic quarter of the scene groups, else "train"."""
+    if stem in VALIDATION_CLIPS:
         return "val"
+    if stem in captioned:
+        return "train"
     digest = hashlib.sha1(f"captioner-split-v1:{scene_group(stem)}".encode()).digest()
     return "test" if digest[0] / 256.0 < test_fraction else "train"
 
@@ -63,6 +70,9 @@ class CaptionWindow:
     start: int  # first frame index (inclusive) into the clip's frames
     end: int  # last frame index (exclusive)
     captions: list[list[str]]  # tokenised template captions (variants)
+    objects: WindowObjects | None = None  # every object seen (the evidence bar is applied at use)
+    cells: np.ndarray | None = None  # (G, C) mean grid cells
+    human: list[list[str]] = field(default_factory=list)  # the clip's human captions, tokenised
 
 
 @dataclass
@@ -90,10 +100,11 @@ def frame_window(times: np.ndarray, start_sec: float, end_sec: float) -> tuple[i
 
 
 def build_clip(name: str, split: str, features: VideoFeatures, *, window_sec: float, stride_sec: float,
-               variants: int, seed: int, horizon_sec: float = HORIZON_SEC) -> ClipData:
+               variants: int, seed: int, horizon_sec: float = HORIZON_SEC, human: list[str] | None = None) -> ClipData:
     frames = features.frames
     size = (features.info.width, features.info.height)
-    tokens = tokens_for_frames(frames, size, len(frames[0].embedding) if frames else 0)
+    emb = len(frames[0].embedding) if frames else 0
+    tokens = tokens_for_frames(frames, size, emb)
     times = np.array([f.t_sec for f in frames])
     n = len(frames)
     presence, enter, leave = (np.zeros((n, NUM_CLASSES), np.float32) for _ in range(3))
@@ -117,15 +128,19 @@ def build_clip(name: str, split: str, features: VideoFeatures, *, window_sec: fl
         if hi - lo >= 2:
             events = window_events(frames[lo:hi], size)
             texts = all_descriptions(events, variants, seed=seed + lo)
-            windows.append(CaptionWindow(lo, hi, [tokenize(t) for t in texts if t]))
+            objects = window_objects(tokens[lo:hi], emb, [f.detections for f in frames[lo:hi]])
+            windows.append(CaptionWindow(lo, hi, [tokenize(t) for t in texts if t], objects,
+                                         window_cells([f.cells for f in frames[lo:hi]]),
+                                         [tokenize(h) for h in human or []]))
         start += stride_sec
     return ClipData(name, split, size, frames, tokens, presence, enter, leave, direction, valid, windows)
 
 
-def load_clips(video_paths: Sequence[Path], perception, *, analysis_fps: float, captioned: set[str],
+def load_clips(video_paths: Sequence[Path], perception, *, analysis_fps: float, captioned: dict[str, list[str]],
                window_sec: float, stride_sec: float, variants: int, seed: int,
                cache: FeatureCache | None = None, progress=None) -> list[ClipData]:
-    """Features (cached) -> ClipData for every video; a video that fails is logged and skipped."""
+    """Features (cached) -> ClipData for every video; a video that fails is logged and skipped.
+    ``captioned``: clip stem -> human captions; a training clip's windows get them."""
     clips = []
     for path in video_paths:
         try:
@@ -136,8 +151,9 @@ def load_clips(video_paths: Sequence[Path], perception, *, analysis_fps: float, 
         if len(features.frames) < 2:
             log.warning("skipping %s: fewer than 2 analysed frames", path)
             continue
-        clips.append(build_clip(path.stem, clip_split(path.stem, captioned), features, window_sec=window_sec,
-                                stride_sec=stride_sec, variants=variants, seed=seed))
+        split = clip_split(path.stem, set(captioned))
+        clips.append(build_clip(path.stem, split, features, window_sec=window_sec, stride_sec=stride_sec,
+                                variants=variants, seed=seed, human=captioned.get(path.stem) if split == "train" else None))
         if progress:
             progress(path)
     return clips
@@ -148,23 +164,44 @@ def video_files(folder: Path) -> list[Path]:
 
 
 def captioned_clip_stems(clip_captions_json: Path) -> dict[str, list[str]]:
-    """clip stem -> human reference captions, from data/captions/clip_captions.json."""
+    """clip stem -> human captions, from data/captions/clip_captions.json. An entry lists its
+    captions, or gives their number and the corpus file (``source``) to join them from by video id."""
     import json
+
+    from .corpora import read_captions
 
     if not clip_captions_json.exists():
         return {}
     data = json.loads(clip_captions_json.read_text())
-    return {Path(key).stem: value["captions"] for key, value in data.items() if value.get("captions")}
+    out: dict[str, list[str]] = {}
+    corpora: dict[str, dict[str, list[str]]] = {}
+    for key, value in data.items():
+        captions = value.get("captions")
+        if isinstance(captions, int) and value.get("source") and value.get("video_id"):
+            source = clip_captions_json.parent / value.get("dataset", "").lower().replace("-", "") / value["source"].split()[0]
+            if source not in corpora:
+                by_video: dict[str, list[str]] = {}
+                for record in read_captions(source) if source.is_file() else []:
+                    by_video.setdefault(record.video_id, []).append(record.sentence)
+                corpora[source] = by_video
+            joined = corpora[source].get(value["video_id"], [])
+            if len(joined) != captions:
+                log.warning("%s: %d captions joined from %s, the index says %d", key, len(joined), source.name, captions)
+            captions = joined
+        if captions:
+            out[Path(key).stem] = list(captions)
+    return out
 
 
-def captioned_video_ids(clip_captions_json: Path) -> set[str]:
-    """Corpus video ids of the human-captioned clips: their sentences are validation
-    references, so they must never be training pairs."""
+def captioned_video_ids(clip_captions_json: Path, clips: Sequence[str]) -> set[str]:
+    """Corpus video ids of the given human-captioned clips (stems): the validation clips'
+    sentences are their references, so they must never be training pairs."""
     import json
 
     if not clip_captions_json.exists():
         return set()
-    return {value["video_id"] for value in json.loads(clip_captions_json.read_text()).values() if value.get("video_id")}
+    return {value["video_id"] for key, value in json.loads(clip_captions_json.read_text()).items()
+            if value.get("video_id") and Path(key).stem in clips}
 
 
 def distractor_pool(clips: Sequence[ClipData], top: int = 20) -> list[str]:

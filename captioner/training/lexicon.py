@@ -179,7 +179,7 @@ _ALWAYS_UNSEEABLE = frozenset("""
 stage stages fire smoke light lights beef pork veal mutton venison steak steaks snow yard yards
 board boards beam beams branch branches church churches soil target targets shower showers package
 packages painting paintings rake rakes cable cables lid lids arena arenas card cards obstacle obstacles
-hurdle hurdles bundle bundles spike spikes bolt bolts
+hurdle hurdles bundle bundles spike spikes bolt bolts swing swings slide slides ramp ramps
 """.split())
 
 # Quantities that precede a noun. Group words count as "3 or more".
