@@ -50,3 +50,58 @@ def test_format_table_states_the_gain_over_the_better_baseline():
     assert "| model | 0.840 | 0.900 | 0.950 |" in table
     assert "model minus persistence (the better baseline): +0.010" in table
     assert "[+0.002, +0.020]" in table
+
+
+@pytest.fixture(scope="module")
+def wordnet():
+    from captioner.training.lexicon import wordnet_available
+
+    if not wordnet_available():
+        pytest.skip("needs NLTK's WordNet (set NLTK_DATA, e.g. ../shared/data/nltk_data)")
+
+
+def test_chair_counts_wrong_object_mentions_against_the_references(wordnet):
+    from captioner.training.eval import chair_scores
+
+    captions = {"a": "a dog runs on the grass", "b": "a man rides a horse near a car", "c": "two people walk"}
+    references = {"a": {"dog": 5}, "b": {"person": 5, "horse": 4}, "c": {"person": 3, "bicycle": 2}}
+    scores = chair_scores(captions, references)
+    # mentions: dog | person, horse, car | person -> 5 mentions, car is wrong; 1 of 3 captions
+    assert scores["object_mentions"] == 5 and scores["CHAIR-i"] == pytest.approx(1 / 5)
+    assert scores["CHAIR-s"] == pytest.approx(1 / 3)
+    # objects at least 2 references mention: dog, person, horse, person, bicycle -> 4 of 5 named
+    assert scores["salient_objects"] == 5 and scores["object_recall"] == pytest.approx(4 / 5)
+
+
+def test_real_windows_count_nouns_that_are_not_really_there(wordnet):
+    from captioner.training.eval import WindowCaption, grounding_scores
+
+    windows = [WindowCaption("c", 0, 4, "a man walks on the beach", ["person"], ["person"],
+                             [("man", "person"), ("beach", None)], ["beach"]),
+               WindowCaption("c", 4, 8, "cars drive on a road", ["car"], ["car", "truck"], [("cars", "car"), ("road", None)], [])]
+    scores = grounding_scores(windows)
+    assert scores["object_mentions"] == 4 and scores["hallucination_rate"] == pytest.approx(1 / 4)
+    assert scores["captions_with_hallucination"] == pytest.approx(1 / 2)
+    assert scores["salient_objects"] == 3 and scores["salient_recall"] == pytest.approx(2 / 3)
+
+
+def test_evidence_bar_scores_and_calibration():
+    from captioner.decoding import EvidenceBar
+    from captioner.tokens import SLOT_FEATURES, WindowObjects
+    from captioner.training.evidence import LabelledObjects, calibrate, scores
+
+    def item(conf, area, present, share=1.0, tracked=0.0):
+        f = np.zeros((1, SLOT_FEATURES), np.float32)
+        f[0, 1], f[0, 2], f[0, 3], f[0, 4] = conf, area, share, tracked
+        return LabelledObjects(WindowObjects(np.array([0]), f, np.zeros((1, 4), np.float32)), np.array([present]))
+
+    # confident detections are real, weak ones are not, except a large weak one
+    photos = [item(0.9, 0.1, True)] * 8 + [item(0.4, 0.1, False)] * 8 + [item(0.45, 0.6, True)] * 4
+    bar, report = calibrate(photos, [])
+    assert report["photos"]["precision"] == 1.0 and report["photos"]["recall"] == 1.0
+    assert bar.min_conf_weak <= 0.45 < bar.min_conf and bar.min_area <= 0.6
+    s = scores(EvidenceBar(min_share=0, min_conf=0.95, min_area=1.1), photos)
+    assert s["passed"] == 0 and s["recall"] == 0.0
+    # in video, a flicker seen in one frame of ten is not enough
+    assert not EvidenceBar(min_share=0.3).passes(item(0.95, 0.2, True, share=0.1).objects)[0]
+    assert EvidenceBar(min_share=0.3).passes(item(0.95, 0.2, True, share=0.5).objects)[0]

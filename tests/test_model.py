@@ -15,7 +15,9 @@ from captioner.errors import ModelError
 from captioner.model import (NUM_DIRECTIONS, PRESENCE_STATS, SHARE_SPANS, STAT_CONF, STAT_RECENT_SHARE, STYLE_HUMAN,
                              CaptionModel, ModelConfig, presence_stats)
 from captioner.perception import BackboneInfo
-from captioner.tokens import segment_slots
+from captioner.decoding import EvidenceBar
+from captioner.model import segment_inputs
+from captioner.tokens import window_objects
 from captioner.training.pairs import synthetic_tokens
 from captioner.training.train import TrainConfig, TrainingData, text_batch, train_model
 from captioner.vocab import Vocabulary
@@ -51,11 +53,16 @@ def test_shapes():
         out, state = model.encode(tokens[:, t:t + 1], state)
         stepped.append(out)
     torch.testing.assert_close(torch.cat(stepped, 1), states)
-    memory, mask, proj = model.decoder.memory(states, torch.ones(3, 7, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.long),
-                                              torch.rand(3, 2, 4), torch.ones(3, 2, dtype=torch.bool))
-    assert memory.shape == (3, 9, 32) and mask.shape == (3, 9)
-    logits = model.decoder(memory, mask, proj, torch.zeros(3, dtype=torch.long), torch.ones(3, 5, dtype=torch.long))
-    assert logits.shape == (3, 4, 50)
+    objects = [window_objects(tokens[i].numpy(), EMB) for i in range(3)]
+    cells = [torch.rand(cfg.cell_count, cfg.cell_dim).numpy(), None, None]
+    memory, mask, proj = model.decoder.memory(segment_inputs(list(states), objects, cells, cfg))
+    k = max(len(o) for o in objects)
+    assert memory.shape == (3, 7 + cfg.cell_count + k, 32) and mask.shape == (3, 7 + cfg.cell_count + k)
+    assert mask[0, 7:7 + cfg.cell_count].all() and not mask[1, 7:7 + cfg.cell_count].any()  # cells only where given
+    hidden = model.decoder(memory, mask, proj, torch.zeros(3, dtype=torch.long), torch.ones(3, 5, dtype=torch.long))
+    assert hidden.shape == (3, 4, 32)
+    log_probs, *_ = model.decoder.step(torch.ones(3, dtype=torch.long), hidden[:, 0], hidden[:, 0], memory, proj, mask)
+    assert log_probs.shape == (3, 50) and torch.allclose(log_probs.exp().sum(-1), torch.ones(3))
 
 
 def test_presence_stats_are_causal_shares_over_several_spans():
@@ -108,7 +115,7 @@ def test_a_training_step_lowers_the_loss():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss_now():
-        return text_batch(model, pairs, vocab, cfg, random.Random(0), [])
+        return text_batch(model, pairs, vocab, cfg, random.Random(0), [], EvidenceBar())
 
     before = loss_now()
     for _ in range(5):
@@ -121,7 +128,7 @@ def test_a_training_step_lowers_the_loss():
 
 def trained_tiny_model(steps=150):
     vocab, pairs = tiny_pairs()
-    data = TrainingData([], pairs, [], vocab, {"dog": "dog", "man": "person", "horse": "horse", "cat": "cat", "car": "car"},
+    data = TrainingData([], pairs, [], [], [], vocab, {"dog": "dog", "man": "person", "horse": "horse", "cat": "cat", "car": "car"},
                         [], [])
     cfg = TrainConfig(steps=steps, text_batch=6, max_caption_tokens=8, text_frames=4, lr=1e-2)
     model, _ = train_model(data, cfg, EMB, log_every=1000)
@@ -172,9 +179,7 @@ def decode(model, vocab, grounding, classes, rng_seed=0):
     tokens = synthetic_tokens(classes, EMB, random.Random(rng_seed), 4)
     with torch.no_grad():
         states, _ = model.encode(torch.from_numpy(tokens)[None])
-    slot_classes, slot_feats = segment_slots(tokens, EMB)
-    memory, mask, proj = model.decoder.memory(states, torch.ones(1, 4, dtype=torch.bool), torch.from_numpy(slot_classes)[None],
-                                              torch.from_numpy(slot_feats)[None], torch.ones(1, len(slot_classes), dtype=torch.bool))
+    memory, mask, proj = model.decoder.memory(segment_inputs([states[0]], [window_objects(tokens, EMB)], [None], model.cfg))
     present = {CLASS_INDEX[c] for c in classes}
     banned = grounding.banned_mask(len(vocab), present, [0, 1, 3])
     hyps = beam_search(model.decoder, memory, mask, proj, STYLE_HUMAN, vocab, banned, grounding, sorted(present), beam_size=3, max_len=8)
@@ -193,9 +198,10 @@ def test_grounding_never_names_an_undetected_class(tiny):
         named = {c for w in caption.split() if w in data.word_class for c in [data.word_class[w]]}
         assert named <= set(classes), (classes, caption)
         assert hyp.named <= {CLASS_INDEX[c] for c in classes}
-    # unseeable nouns are banned outright
-    banned = Grounding({}, {vocab.stoi["horse"]}).banned_mask(len(vocab), {CLASS_INDEX["horse"]}, [])
-    assert banned[vocab.stoi["horse"]]
+    # unseeable nouns can be banned outright (off by default: real photos teach scene words)
+    unseeable = Grounding({}, {vocab.stoi["horse"]})
+    assert unseeable.banned_mask(len(vocab), set(), [], ban_unseeable=True)[vocab.stoi["horse"]]
+    assert not unseeable.banned_mask(len(vocab), set(), [])[vocab.stoi["horse"]]
 
 
 def test_backbone_mismatch_is_refused_and_same_architecture_accepted(caplog):
@@ -216,9 +222,42 @@ def test_forecast_sentences_are_future_tense_with_probabilities():
     car, person = CLASS_INDEX["car"], CLASS_INDEX["person"]
     enter[car], leave[person], presence[person] = 0.72, 0.66, 0.9
     events = forecast_events(presence, enter, leave, [0.1, 0.1, 0.7, 0.05, 0.05], {person: 2}, {person: "right"},
-                             person, 3.0)
+                             person, 3.0, {person, car})
     texts = [e.text for e in events]
     assert texts[0] == "a car will probably enter (0.72)"
     assert "the people will probably leave on the right (0.66)" in texts
     assert all("will" in t or "may" in t or "might" in t for t in texts)
     assert events[0].kind == "enter" and events[0].class_name == "car" and events[0].horizon_sec == 3.0
+
+
+def test_forecasts_name_only_evidenced_classes_and_useful_probabilities():
+    presence, enter, leave = [0.0] * NUM_CLASSES, [0.0] * NUM_CLASSES, [0.0] * NUM_CLASSES
+    car, light, giraffe, person = CLASS_INDEX["car"], CLASS_INDEX["traffic light"], CLASS_INDEX["giraffe"], CLASS_INDEX["person"]
+    presence[light], presence[giraffe], enter[giraffe], presence[person] = 0.95, 0.02, 0.9, 0.2
+    # a giraffe never passed the evidence bar: never named, however sure the head is
+    events = forecast_events(presence, enter, leave, [0.0, 0.0, 0.9, 0.05, 0.05], {light: 2, person: 1}, {light: "left"},
+                             light, 3.0, {light, person})
+    texts = [e.text for e in events]
+    assert not any("giraffe" in t for t in texts)
+    assert not any("keep moving" in t for t in texts)  # a traffic light does not move by itself
+    assert not any("(0.2" in t or "(0.0" in t for t in texts)  # below 0.3: not listed
+    assert texts == ["the traffic lights will stay in view (0.95)"]
+    moving = forecast_events(presence, enter, leave, [0.0, 0.0, 0.9, 0.05, 0.05], {car: 1}, {car: "right"}, car, 3.0, {car})
+    assert [e.text for e in moving] == ["the car will keep moving to the right (0.90)"]
+
+
+def test_scene_phrases_are_left_out_of_video_captions():
+    from captioner.decoding import strip_scene_phrases
+
+    scene = {"shirt", "building", "road", "grass", "beach", "outfit"}
+    cases = {
+        "a man in a blue shirt is standing in front of a building": "a man is standing",
+        "a car is driving down a road": "a car is driving",
+        "two dogs play in the grass": "two dogs play",
+        "a man wearing a red shirt runs on the beach": "a man runs",
+        "a little girl in a red and white striped outfit is sitting on a bed": "a little girl is sitting on a bed",
+        "a dog catches a frisbee": "a dog catches a frisbee",  # nothing to leave out
+    }
+    for caption, expected in cases.items():
+        assert " ".join(strip_scene_phrases(caption.split(), scene)) == expected
+    assert strip_scene_phrases("a building is tall".split(), scene) is None  # the subject itself: not saved by cutting

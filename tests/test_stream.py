@@ -13,6 +13,7 @@ import pytest
 import captioner
 from captioner.options import CaptionOptions
 from captioner.errors import OptionsError
+from captioner.stream import NOTHING_SEEN
 from captioner.pipeline import merge_segments
 from captioner.video import VideoSource
 
@@ -142,3 +143,32 @@ def test_train_and_eval_are_subcommands_registered_by_the_training_kit():
     commands = subcommands()
     assert {"features", "live", "train", "eval"} <= set(commands)
     assert commands["train"].value == "captioner.training.cli:cmd_train"
+
+
+def test_a_stray_detection_is_never_named(model):
+    """A cat seen in one frame of sixteen, weakly, is not named by the caption or the forecast;
+    the people seen in every frame are. (The evidence bar, applied to what the decoder sees.)"""
+    import numpy as np
+
+    from captioner.coco import CLASS_INDEX
+    from captioner.features import FrameFeatures
+    from captioner.perception import Detections
+
+    person, cat = CLASS_INDEX["person"], CLASS_INDEX["cat"]
+    emb = model.trained.model.cfg.embedding_dim
+    rng = np.random.default_rng(0)
+    stream = model.new_stream((640, 360), live=True)
+    for i in range(16):
+        boxes = [[100 + 2 * i, 60, 220 + 2 * i, 350], [400 - 2 * i, 50, 520 - 2 * i, 350]]
+        classes, conf, ids = [person, person], [0.9, 0.88], [1, 2]
+        if i == 7:
+            boxes.append([300, 250, 340, 290]), classes.append(cat), conf.append(0.3), ids.append(-1)
+        det = Detections(np.array(boxes, np.float32), np.array(conf, np.float32), np.array(classes, np.int32),
+                         np.array(ids, np.int32), rng.normal(size=(len(boxes), emb)).astype(np.float32))
+        update = stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
+                                                    rng.normal(size=(9, model.trained.model.cfg.cell_dim)).astype(np.float32)))
+    segment = stream.finish()
+    words = segment.caption.split()
+    assert "cat" not in words and "cats" not in words and segment.evidence.classes == ["person"]
+    assert not any(e.class_name == "cat" for e in update.next + segment.next)
+    assert segment.caption != NOTHING_SEEN
