@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .coco import COCO_CLASSES, STATIC_CLASSES, class_word
+from .colours import COLOUR_WORDS
 from .events import DIRECTIONS
 from .result import NextEvent
 from .tokens import SLOT_AREA, SLOT_CONF, SLOT_SHARE, SLOT_TRACKED, WindowObjects
@@ -111,11 +112,15 @@ class Hypothesis:
         return math.exp(self.logprob / max(len(self.ids) + 1, 1))
 
 
-def _blocks_repeat(ids: list[int], candidate: int, function_words: frozenset[int] = frozenset(), n: int = 3) -> bool:
-    """True if adding ``candidate`` would repeat a word, an n-gram, or a bigram ending in a content
-    word already in ``ids`` (LSTM decoders loop: "black and white and white"). Bigrams ending in a
-    function word ("in a") may repeat: "a man in a hat and a woman in a dress"."""
+def _blocks_repeat(ids: list[int], candidate: int, function_words: frozenset[int] = frozenset(), n: int = 3,
+                   once_words: frozenset[int] = frozenset()) -> bool:
+    """True if adding ``candidate`` would repeat a word, an n-gram, a bigram ending in a content
+    word already in ``ids`` (LSTM decoders loop: "black and white and white"), or any word of
+    ``once_words`` (colours: "a brown and tan brown and brown dog"). Bigrams ending in a function
+    word ("in a") may repeat: "a man in a hat and a woman in a dress"."""
     if ids and ids[-1] == candidate:
+        return True
+    if candidate in once_words and candidate in ids:
         return True
     if ids and candidate not in function_words and any(
             ids[i] == ids[-1] and ids[i + 1] == candidate for i in range(len(ids) - 1)):
@@ -154,6 +159,7 @@ def beam_search(
     finished: list[Hypothesis] = []
     eos, bos = EOS_ID, BOS_ID
     function_words = frozenset(vocab.stoi[w] for w in FUNCTION_WORDS if w in vocab.stoi)
+    colour_words = frozenset(vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi)
     for step in range(max_len):
         k = len(beams)
         words = torch.tensor([b[0].ids[-1] if b[0].ids else bos for b in beams])
@@ -167,7 +173,8 @@ def beam_search(
         for b, (hyp, _, _) in enumerate(beams):
             top = torch.topk(logp[b], beam_size * 2 + 2)
             for lp, word in zip(top.values.tolist(), top.indices.tolist()):
-                if lp < -1e8 or (word != eos and _blocks_repeat(hyp.ids, word, function_words)):
+                if lp < -1e8 or (word != eos and _blocks_repeat(hyp.ids, word, function_words,
+                                                                    once_words=colour_words)):
                     continue
                 candidates.append((hyp.logprob + lp, b, word))
         candidates.sort(key=lambda x: -x[0])

@@ -30,7 +30,7 @@ from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CAPTIONER_CACHE"
-CACHE_FORMAT = 2  # 2: per-box appearance, spatial cells, one class per track
+CACHE_FORMAT = 3  # 2: per-box appearance, spatial cells, one class per track; 3: box colours
 
 
 @dataclass
@@ -161,11 +161,12 @@ class FeatureCache:
             meta = json.loads(str(data["meta"]))
             offsets = data["offsets"]
             appearance = data["appearance"].astype(np.float32)
+            colours = data["colours"]
             frames = []
             for i, (t_sec, index) in enumerate(zip(data["t_sec"], data["frame_index"])):
                 lo, hi = offsets[i], offsets[i + 1]
                 detections = Detections(data["box_xyxy"][lo:hi], data["confidence"][lo:hi], data["class_id"][lo:hi],
-                                        data["track_id"][lo:hi], appearance[lo:hi])
+                                        data["track_id"][lo:hi], appearance[lo:hi], colours[lo:hi])
                 frames.append(FrameFeatures(float(t_sec), int(index), detections, data["embedding"][i].astype(np.float32),
                                             data["cells"][i].astype(np.float32)))
         except Exception as exc:  # a damaged cache entry is recomputed, never trusted
@@ -196,6 +197,9 @@ class FeatureCache:
             "embedding": np.stack([f.embedding for f in frames]).astype(np.float16) if frames else np.zeros((0, dim), np.float16),
             "cells": np.stack([f.cells for f in frames]).astype(np.float16) if frames else np.zeros((0, *cells_shape), np.float16),
             "appearance": cat("appearance", (0, dim), np.float16),
+            "colours": np.concatenate([np.zeros(len(f.detections), np.uint16) if f.detections.colours is None
+                                       else f.detections.colours for f in frames]).astype(np.uint16)
+                       if frames else np.zeros(0, np.uint16),
         }
         with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # readers never see a half-written entry
             np.savez_compressed(handle, **arrays)

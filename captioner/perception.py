@@ -11,6 +11,9 @@ those same maps, with no second pass:
 - ``Detections.appearance``: each box RoI-aligned on every map and averaged (what each object
   looks like: "a black dog", "a man in a red shirt").
 
+Besides the network, each box's colours are read from its pixels (``colours.py``), so colour
+words can be checked like class names.
+
 Track ids come from an Ultralytics tracker (ByteTrack by default) that belongs to one stream
 (``StreamTracker``): two streams processed alternately never mix ids. A track has one class:
 the one with the most confidence over its life so far, so boxes, captions and forecasts never
@@ -29,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from .coco import COCO_CLASSES
+from .colours import box_colours
 from .errors import ModelError, OptionsError
 from .options import CaptionOptions
 
@@ -56,6 +60,7 @@ class Detections:
     class_id:   (N,)   int32 COCO class index (for a tracked box: its track's class)
     track_id:   (N,)   int32 stream-local track id, -1 where the tracker has not confirmed one
     appearance: (N, D) float32 RoI-pooled neck features of each box, or None (not computed)
+    colours:    (N,)   uint16 bit set of the colours each box shows (``colours.py``), or None
     """
 
     box_xyxy: np.ndarray
@@ -63,6 +68,7 @@ class Detections:
     class_id: np.ndarray
     track_id: np.ndarray
     appearance: np.ndarray | None = None
+    colours: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Detections":
@@ -73,8 +79,9 @@ class Detections:
 
     def __getitem__(self, index) -> "Detections":
         appearance = self.appearance[index] if self.appearance is not None else None
+        colours = self.colours[index] if self.colours is not None else None
         return Detections(self.box_xyxy[index], self.confidence[index], self.class_id[index], self.track_id[index],
-                          appearance)
+                          appearance, colours)
 
     @property
     def class_names(self) -> list[str]:
@@ -418,7 +425,7 @@ class Perception:
             if features:
                 offset = sum(counts[:b])
                 detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id,
-                                        appearance[offset:offset + len(box)])
+                                        appearance[offset:offset + len(box)], box_colours(image, xyxy))
                 out.append(PerceivedFrame(detections, embeddings[b], cells[b]))
             else:
                 detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id)

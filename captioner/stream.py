@@ -28,6 +28,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .coco import COCO_CLASSES, STATIC_CLASSES
+from .colours import COLOUR_WORDS, allowed_words, window_colours
 from .decoding import Hypothesis, beam_search, forecast_events, strip_scene_phrases
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
@@ -82,7 +83,8 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     pass the evidence bar are shown to the decoder and may be named; other nouns ("grass",
     "shirt") only those real photos taught, and only of a still picture: in a video window the
     phrase holding one is left out ("a man in a red shirt is standing on the beach" -> "a man is
-    standing"), because photo-taught scene words were wrong too often on video (model card)."""
+    standing"), because photo-taught scene words were wrong too often on video (model card).
+    A colour word is allowed only when the named objects' boxes show that colour (``colours.py``)."""
     model = trained.model
     _, named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
@@ -95,6 +97,8 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     vocab, grounding = trained.vocab, trained.grounding
     present = set(int(c) for c in named.class_ids)
     banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3], ban_unseeable=True)  # pad, bos, unk
+    shown = allowed_words(window_colours(named_box_colours(frames, present)))
+    banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
                        salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len)
     best = hyps[0]
@@ -110,6 +114,13 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
     return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times,
                                                                        class_counts(frames, named.class_ids))
+
+
+def named_box_colours(frames: list[AnalysedFrame], classes: set[int]) -> list[int]:
+    """The colour bit sets of every box of ``classes`` in the window (colour words are checked
+    against these; a box whose colours were not read shows none)."""
+    return [int(bits) for f in frames if f.detections.colours is not None
+            for c, bits in zip(f.detections.class_id, f.detections.colours) if int(c) in classes]
 
 
 def class_counts(frames: list[AnalysedFrame], classes: np.ndarray) -> dict[str, int]:

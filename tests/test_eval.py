@@ -95,11 +95,11 @@ def test_evidence_bar_scores_and_calibration():
         f[0, 1], f[0, 2], f[0, 3], f[0, 4] = conf, area, share, tracked
         return LabelledObjects(WindowObjects(np.array([0]), f, np.zeros((1, 4), np.float32)), np.array([present]))
 
-    # confident detections are real, weak ones are not, except a large weak one
-    photos = [item(0.9, 0.1, True)] * 8 + [item(0.4, 0.1, False)] * 8 + [item(0.45, 0.6, True)] * 4
+    # confident detections are real, weak ones are not, except large weak ones (only size tells them apart)
+    photos = [item(0.9, 0.1, True)] * 8 + [item(0.45, 0.1, False)] * 8 + [item(0.45, 0.6, True)] * 4
     bar, report = calibrate(photos, [])
     assert report["photos"]["precision"] == 1.0 and report["photos"]["recall"] == 1.0
-    assert bar.min_conf_weak <= 0.45 < bar.min_conf and bar.min_area <= 0.6
+    assert bar.min_conf_weak <= 0.45 < bar.min_conf and 0.1 < bar.min_area <= 0.6
     s = scores(EvidenceBar(min_share=0, min_conf=0.95, min_area=1.1), photos)
     assert s["passed"] == 0 and s["recall"] == 0.0
     # in video, a flicker seen in one frame of ten is not enough
