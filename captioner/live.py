@@ -232,6 +232,5 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
     if reader.error:
         print(f"error: {reader.error}", file=sys.stderr)
         stats.exit_code = EXIT_FAILED
-    if not quiet:
-        print(f"{source}: {stats.summary()}", file=out, flush=True)
+    print(f"{source}: {stats.summary()}", file=out, flush=True)  # --quiet keeps only this line
     return stats
