@@ -41,12 +41,11 @@ class Grounding:
     unseeable: set[int]
     scene_words: set[int] = field(default_factory=set)  # nouns no COCO class covers that photos taught ("grass")
 
-    def banned_mask(self, vocab_size: int, present_classes: set[int], specials: list[int],
-                    ban_unseeable: bool = False) -> torch.Tensor:
-        """(V,) bool: True where a word may not be generated for this segment: words naming a
-        COCO class not in ``present_classes``, and with ``ban_unseeable`` the nouns in ``unseeable``."""
+    def banned_mask(self, vocab_size: int, present_classes: set[int], specials: list[int]) -> torch.Tensor:
+        """(V,) bool: True where a word may not be generated for this segment: ``specials``, the
+        ``unseeable`` nouns, and words naming a COCO class not in ``present_classes``."""
         banned = torch.zeros(vocab_size, dtype=torch.bool)
-        banned[list(set(specials) | (self.unseeable if ban_unseeable else set()))] = True
+        banned[list(set(specials) | self.unseeable)] = True
         for word, cls in self.word_class.items():
             if cls not in present_classes:
                 banned[word] = True

@@ -70,11 +70,11 @@ class StreamUpdate:
 
 # ---- windows -> captions and forecasts ----------------------------------------------------------
 
-def grounded_objects(trained: TrainedModel, frames: list[AnalysedFrame]) -> tuple[WindowObjects, WindowObjects]:
-    """(every object seen in the frames, the ones with enough evidence to be named)."""
+def grounded_objects(trained: TrainedModel, frames: list[AnalysedFrame]) -> WindowObjects:
+    """The objects seen in the frames that have enough evidence to be named."""
     objects = window_objects(np.stack([f.token for f in frames]), trained.model.cfg.embedding_dim,
                              [f.detections for f in frames])
-    return objects, objects.select(trained.evidence.passes(objects))
+    return objects.select(trained.evidence.passes(objects))
 
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     standing"), because photo-taught scene words were wrong too often on video (model card).
     A colour word is allowed only when the named objects' boxes show that colour (``colours.py``)."""
     model = trained.model
-    _, named = grounded_objects(trained, frames)
+    named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
     if len(named) == 0:  # nothing with enough evidence: say so rather than guess from the scene alone
         return NOTHING_SEEN, 1.0, Evidence([], [], times)
@@ -96,7 +96,7 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     memory, mask, memory_proj = decoder.memory(inputs)
     vocab, grounding = trained.vocab, trained.grounding
     present = set(int(c) for c in named.class_ids)
-    banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3], ban_unseeable=True)  # pad, bos, unk
+    banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3])  # pad, bos, unk
     shown = allowed_words(window_colours(named_box_colours(frames, present)))
     banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
@@ -141,7 +141,7 @@ def forecast_next(trained: TrainedModel, history: list[AnalysedFrame]) -> list[N
     last = frames[-1]
     tokens = torch.from_numpy(np.stack([f.token for f in frames]))[None]
     probs = model.predict_next(torch.stack([f.state for f in frames])[None], tokens).last_step()
-    _, named = grounded_objects(trained, frames)
+    named = grounded_objects(trained, frames)
     evidenced = set(int(c) for c in named.class_ids)
     present_now: dict[int, int] = {}
     for f in frames:

@@ -198,10 +198,10 @@ def test_grounding_never_names_an_undetected_class(tiny):
         named = {c for w in caption.split() if w in data.word_class for c in [data.word_class[w]]}
         assert named <= set(classes), (classes, caption)
         assert hyp.named <= {CLASS_INDEX[c] for c in classes}
-    # unseeable nouns can be banned outright (off by default: real photos teach scene words)
-    unseeable = Grounding({}, {vocab.stoi["horse"]})
-    assert unseeable.banned_mask(len(vocab), set(), [], ban_unseeable=True)[vocab.stoi["horse"]]
-    assert not unseeable.banned_mask(len(vocab), set(), [])[vocab.stoi["horse"]]
+    # unseeable nouns are banned outright; scene words (photo-taught) are not banned by the mask
+    unseeable = Grounding({}, {vocab.stoi["horse"]}, {vocab.stoi["dog"]})
+    assert unseeable.banned_mask(len(vocab), set(), [])[vocab.stoi["horse"]]
+    assert not unseeable.banned_mask(len(vocab), set(), [])[vocab.stoi["dog"]]
 
 
 def test_backbone_mismatch_is_refused_and_same_architecture_accepted(caplog):

@@ -158,16 +158,3 @@ def calibrate(photos: Sequence[LabelledObjects], windows: Sequence[LabelledObjec
     log.info("evidence bar %s: photos %s, windows %s", best.to_dict(), report["photos"], report["windows"])
     return best, report
 
-
-def class_report(bar: EvidenceBar, labelled: Sequence[LabelledObjects], top: int = 12) -> list[tuple[str, int, int, int]]:
-    """(class, passed and present, passed but absent, present but not passed) for the most frequent classes."""
-    counts: dict[int, list[int]] = {}
-    for item in labelled:
-        passed = bar.passes(item.objects)
-        for c, p, t in zip(item.objects.class_ids, passed, item.present):
-            row = counts.setdefault(int(c), [0, 0, 0])
-            row[0] += int(p and t)
-            row[1] += int(p and not t)
-            row[2] += int(t and not p)
-    ranked = sorted(counts.items(), key=lambda kv: -sum(kv[1]))[:top]
-    return [(COCO_CLASSES[c], *row) for c, row in ranked]
