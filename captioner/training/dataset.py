@@ -25,6 +25,7 @@ from ..tokens import WindowObjects, tokens_for_frames, window_cells, window_obje
 from ..video import is_video_file
 from ..vocab import tokenize
 from .describe import all_descriptions
+from .gender import neutral_person_words
 from .forecast import HORIZON_SEC, targets_for_window
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def build_clip(name: str, split: str, features: VideoFeatures, *, window_sec: fl
             objects = window_objects(tokens[lo:hi], emb, [f.detections for f in frames[lo:hi]])
             windows.append(CaptionWindow(lo, hi, [tokenize(t) for t in texts if t], objects,
                                          window_cells([f.cells for f in frames[lo:hi]]),
-                                         [tokenize(h) for h in human or []]))
+                                         [neutral_person_words(tokenize(h)) for h in human or []]))
         start += stride_sec
     return ClipData(name, split, size, frames, tokens, presence, enter, leave, direction, valid, windows)
 

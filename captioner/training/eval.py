@@ -37,6 +37,7 @@ from ..stream import NOTHING_SEEN, AnalysedFrame, Stream, describe_window
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
+from .gender import person_claims
 from .images import CaptionedPhoto
 from .pairs import synthetic_tokens
 
@@ -170,6 +171,8 @@ def chair_scores(captions: dict[str, str], references: dict[str, dict[str, int]]
 
 
 def photo_eval(model: Captioner, photos: Sequence[CaptionedPhoto], examples: int = 20) -> dict:
+    from ..vocab import tokenize
+
     refs = {p.name: p.raw_captions for p in photos}
     objects = {p.name: reference_objects(p.captions) for p in photos}
     report = {}
@@ -180,6 +183,8 @@ def photo_eval(model: Captioner, photos: Sequence[CaptionedPhoto], examples: int
             entry["metrics"] = caption_metrics(hyps, refs)
             entry["n"] = len(hyps)
             entry["nothing_seen"] = sum(h == NOTHING_SEEN for h in hyps.values())
+            entry["person_words"] = person_claims({k: tokenize(h) for k, h in hyps.items()},
+                                                  {p.name: p.captions for p in photos})
             entry["examples"] = [{"photo": k, "caption": hyps[k], "references": refs[k]} for k in sorted(hyps)[:examples]]
         report[label] = entry
     return report

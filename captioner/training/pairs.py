@@ -25,6 +25,7 @@ from ..vocab import tokenize
 from .corpora import CaptionRecord
 from .lexicon import (_ALWAYS_UNSEEABLE, _MAX_COUNT, _PERSON_PARTS, MentionedObject, NounLexicon, _verbish,
                       default_lexicon, mentioned_objects)
+from .gender import neutral_person_words
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def text_training_pairs(
             continue
         stats.kept[rec.source] += 1
         stats.kept_classes.update(classes.keys())
-        pairs.append(TextPair(tokens, classes, rec.source, rec.video_id))
+        pairs.append(TextPair(neutral_person_words(tokens), classes, rec.source, rec.video_id))
     random.Random(seed).shuffle(pairs)
     stats.seconds = time.perf_counter() - t0
     log.info("text pairs: kept %d of %d sentences in %.1f s", len(pairs), sum(stats.records.values()),

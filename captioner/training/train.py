@@ -34,6 +34,7 @@ from . import corpora, evidence, pairs
 from .dataset import (VALIDATION_CLIPS, ClipData, captioned_clip_stems, captioned_video_ids, distractor_pool, load_clips,
                       video_files)
 from .images import CaptionedPhoto, load_photos
+from .gender import neutral_person_words
 from .pairs import synthetic_tokens
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 4000
+    steps: int = 5000
     text_batch: int = 32
     photo_batch: int = 32
     windows_per_clip: int = 8
@@ -192,11 +193,12 @@ def other_nouns(vocab_words: Sequence[str], photo_captions: Sequence[Sequence[st
 
 
 def photo_examples(photos: Sequence[CaptionedPhoto], embedding_dim: int) -> list[PhotoExample]:
+    """Training photos for the decoder, their captions in neutral person words (``gender.py``)."""
     out = []
     for p in photos:
         token = tokens_for_frames([p.frame], p.frame_size, embedding_dim)
         out.append(PhotoExample(p.name, token[0], window_objects(token, embedding_dim, [p.frame.detections]),
-                                p.frame.cells, p.captions))
+                                p.frame.cells, [neutral_person_words(c) for c in p.captions]))
     return out
 
 
@@ -221,8 +223,9 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     train_pairs = [p for p in text_pairs if corpora.split_of(p.video_id) == "train"]
     test_pairs = [p for p in text_pairs if corpora.split_of(p.video_id) == "test"]
     train_clips = [c for c in clips if c.split == "train"]
+    examples = photo_examples(photos_train, emb)
     sentences = [p.tokens for p in train_pairs] + [c for clip in train_clips for w in clip.windows for c in w.captions + w.human] \
-        + [c for p in photos_train for c in p.captions]
+        + [c for p in examples for c in p.captions]
     vocab = Vocabulary.build(sentences, min_count=cfg.min_word_count, max_size=cfg.max_vocab)
     words = [vocab.id_to_token(i) for i in range(len(vocab))]
     bar, bar_report = evidence.calibrate(evidence.label_photos(photos_train, emb),
@@ -240,11 +243,11 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     # nouns no COCO class covers may be said (of a photo) only if enough photos taught what they
     # look like ("scene nouns"); the rest never. Found in context, as the captions use them
     # ("a building", not the verb), and out of context in the vocabulary.
-    unseeable, scene_nouns = other_nouns(words, [c for p in photos_train for c in p.captions],
+    unseeable, scene_nouns = other_nouns(words, [c for p in examples for c in p.captions],
                                          [c for clip in train_clips for w in clip.windows for c in w.human],
-                                         [{w for c in p.captions for w in c} for p in photos_train], cfg.min_photos_per_noun)
+                                         [{w for c in p.captions for w in c} for p in examples], cfg.min_photos_per_noun)
     stats["scene_nouns"], stats["unseeable_nouns"] = len(scene_nouns), len(unseeable)
-    return TrainingData(clips, train_pairs, test_pairs, photo_examples(photos_train, emb),
+    return TrainingData(clips, train_pairs, test_pairs, examples,
                         [p for p in photos if p.split == "dev"], vocab, pairs.object_noun_classes(words),
                         unseeable, distractor_pool(train_clips), bar, stats, scene_nouns)
 
