@@ -37,7 +37,7 @@ from ..stream import NOTHING_SEEN, AnalysedFrame, Stream, describe_window
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
-from .gender import person_claims
+from .person_words import person_claims
 from .images import CaptionedPhoto
 from .pairs import synthetic_tokens
 

@@ -25,7 +25,7 @@ from ..vocab import tokenize
 from .corpora import CaptionRecord
 from .lexicon import (_ALWAYS_UNSEEABLE, _MAX_COUNT, _PERSON_PARTS, MentionedObject, NounLexicon, _verbish,
                       default_lexicon, mentioned_objects)
-from .gender import neutral_person_words
+from .person_words import neutral_person_words
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from . import corpora, evidence, pairs
 from .dataset import (VALIDATION_CLIPS, ClipData, captioned_clip_stems, captioned_video_ids, distractor_pool, load_clips,
                       video_files)
 from .images import CaptionedPhoto, load_photos
-from .gender import neutral_person_words
+from .person_words import neutral_person_words
 from .pairs import synthetic_tokens
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def other_nouns(vocab_words: Sequence[str], photo_captions: Sequence[Sequence[st
 
 
 def photo_examples(photos: Sequence[CaptionedPhoto], embedding_dim: int) -> list[PhotoExample]:
-    """Training photos for the decoder, their captions in neutral person words (``gender.py``)."""
+    """Training photos for the decoder, their captions in neutral person words (``person_words.py``)."""
     out = []
     for p in photos:
         token = tokens_for_frames([p.frame], p.frame_size, embedding_dim)

@@ -1,15 +1,17 @@
-"""Training captions lose the gender the detector cannot see; the eval checks person claims."""
+"""Training captions lose the gender and age the detector cannot see; the eval checks person claims."""
 
-from captioner.training.gender import GENDERED_WORDS, neutral_person_words, person_claims
+from captioner.training.person_words import GENDERED_WORDS, neutral_person_words, person_claims
 
 
 def words(sentence: str) -> list[str]:
     return neutral_person_words(sentence.split())
 
 
-def test_gendered_person_words_become_neutral():
-    assert words("a man in a red shirt hugs his daughter") == "a person in a red shirt hugs their child".split()
-    assert words("two women and a boy walk their dog") == "two people and a child walk their dog".split()
+def test_gendered_and_age_words_become_neutral():
+    assert words("a man in a red shirt hugs his daughter") == "a person in a red shirt hugs their family member".split()
+    assert words("two women and a boy walk their dog") == "two people and a person walk their dog".split()
+    assert words("a little girl and two young boys") == "a person and two people".split()  # no "little person"
+    assert words("an old man holds a baby") == "a person holds a person".split()  # the article follows
     assert words("she is talking to him") == "the person is talking to them".split()
     assert words("a policeman and a female singer") == "a police officer and a singer".split()
     assert words("a dog runs on the grass") == "a dog runs on the grass".split()  # nothing to change
@@ -17,13 +19,14 @@ def test_gendered_person_words_become_neutral():
 
 def test_her_is_their_before_what_it_owns_and_them_otherwise():
     assert words("a woman holds her dog") == "a person holds their dog".split()
-    assert words("a girl hugs her") == "a child hugs them".split()
+    assert words("a girl hugs her") == "a person hugs them".split()
     assert words("a dog runs to her and jumps") == "a dog runs to them and jumps".split()
 
 
-def test_no_rewritten_sentence_keeps_a_gendered_word():
+def test_no_rewritten_sentence_keeps_a_gendered_or_age_word():
     sentences = ["a man and a woman", "the boys chase the girls", "his mother and her husband",
-                 "a cameraman films a waitress", "ladies and gentlemen", "he hugs her brother"]
+                 "a cameraman films a waitress", "ladies and gentlemen", "he hugs her brother",
+                 "a toddler and two kids", "the children and a teenager"]
     for sentence in sentences:
         assert not set(words(sentence)) & GENDERED_WORDS, sentence
 
