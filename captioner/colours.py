@@ -1,5 +1,5 @@
 """What colours each detected object shows, read from its pixels, so a caption may say "a black
-dog" or "a man in a red shirt" only when the box really holds that colour.
+dog" or "a person in a red shirt" only when the box really holds that colour.
 
 The decoder learnt colours from photo captions, but its features barely carry them: left free it
 dressed most people "in a blue shirt" (see weights/MODEL_CARD.md). So colour words are checked

@@ -116,7 +116,7 @@ def _blocks_repeat(ids: list[int], candidate: int, function_words: frozenset[int
     """True if adding ``candidate`` would repeat a word, an n-gram, a bigram ending in a content
     word already in ``ids`` (LSTM decoders loop: "black and white and white"), or any word of
     ``once_words`` (colours: "a brown and tan brown and brown dog"). Bigrams ending in a function
-    word ("in a") may repeat: "a man in a hat and a woman in a dress"."""
+    word ("in a") may repeat: "a person in a hat and a child in a dress"."""
     if ids and ids[-1] == candidate:
         return True
     if candidate in once_words and candidate in ids:
@@ -212,8 +212,8 @@ striped colorful bright long short and wooden snowy grassy sandy rocky busy city
 
 
 def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] | None:
-    """``tokens`` with every phrase that ends in a scene word left out ("a man in a blue shirt is
-    standing in front of a building" -> "a man is standing"); None when a scene word is not in
+    """``tokens`` with every phrase that ends in a scene word left out ("a person in a blue shirt is
+    standing in front of a building" -> "a person is standing"); None when a scene word is not in
     such a phrase (then the caption cannot be saved by cutting)."""
     out = list(tokens)
     i = len(out) - 1
@@ -231,6 +231,23 @@ def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] |
         del out[j:i + 1]
         i = j - 1
     return out
+
+
+# ---- captions that name their subject -----------------------------------------------------------
+
+QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line bunch pack".split())
+LINKING_VERBS = frozenset("is are was were".split())
+
+
+def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:
+    """False when the first "is"/"are" comes before any noun ("a large black and white spotted is
+    running"): what the decoder writes when the noun it wanted may not be said here."""
+    for token in tokens:
+        if token in nouns or token in QUANTITY_NOUNS:
+            return True
+        if token in LINKING_VERBS:
+            return False
+    return True
 
 
 # ---- what happens next ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ those same maps, with no second pass:
 - ``embedding``: each map average-pooled, concatenated (the frame's appearance);
 - ``cells``: the P5 map average-pooled to a 3 x 3 grid (where things are in the scene);
 - ``Detections.appearance``: each box RoI-aligned on every map and averaged (what each object
-  looks like: "a black dog", "a man in a red shirt").
+  looks like: "a black dog", "a person in a red shirt").
 
 Besides the network, each box's colours are read from its pixels (``colours.py``), so colour
 words can be checked like class names.

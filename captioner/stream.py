@@ -29,7 +29,7 @@ import torch
 from .checkpoint import TrainedModel
 from .coco import COCO_CLASSES, STATIC_CLASSES
 from .colours import COLOUR_WORDS, allowed_words, window_colours
-from .decoding import Hypothesis, beam_search, forecast_events, strip_scene_phrases
+from .decoding import Hypothesis, beam_search, forecast_events, names_its_subject, strip_scene_phrases
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
@@ -82,7 +82,7 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     """Caption of a window of analysed frames: (caption, confidence, evidence). Only classes that
     pass the evidence bar are shown to the decoder and may be named; other nouns ("grass",
     "shirt") only those real photos taught, and only of a still picture: in a video window the
-    phrase holding one is left out ("a man in a red shirt is standing on the beach" -> "a man is
+    phrase holding one is left out ("a person in a red shirt is standing on the beach" -> "a person is
     standing"), because photo-taught scene words were wrong too often on video (model card).
     A colour word is allowed only when the named objects' boxes show that colour (``colours.py``)."""
     model = trained.model
@@ -101,14 +101,16 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
                        salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len)
+    scene = {vocab.itos[i] for i in grounding.scene_words}
+    nouns = scene | {vocab.itos[i] for i in grounding.word_class}
     best = hyps[0]
-    if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
-        scene = {vocab.itos[i] for i in grounding.scene_words}
-        for hyp in hyps:
-            kept = strip_scene_phrases(vocab.decode_tokens(hyp.ids), scene)
-            if kept:
-                best = Hypothesis([vocab.stoi[t] for t in kept], hyp.logprob, hyp.score, hyp.named)
-                break
+    for hyp in hyps:  # the best hypothesis that names its subject and, on video, survives losing its scene phrases
+        tokens = vocab.decode_tokens(hyp.ids)
+        if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
+            tokens = strip_scene_phrases(tokens, scene)
+        if tokens and names_its_subject(tokens, nouns):
+            best = Hypothesis([vocab.stoi[t] for t in tokens], hyp.logprob, hyp.score, hyp.named)
+            break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
                         if t >= 0 and int(c) in present})
     classes = [COCO_CLASSES[int(c)] for c in named.class_ids]

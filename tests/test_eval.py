@@ -52,6 +52,15 @@ def test_format_table_states_the_gain_over_the_better_baseline():
     assert "[+0.002, +0.020]" in table
 
 
+def test_format_table_reports_person_word_claims():
+    metrics = dict.fromkeys(("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"), 0.1)
+    chair = {"captions": 10, "object_mentions": 8, "CHAIR-i": 0.125, "CHAIR-s": 0.1, "object_recall": 0.5}
+    people = {"captions": 10, "gender_claims": 0.5, "gender_wrong": 0.4, "age_claims": 0.2, "age_wrong": 0.5}
+    report = {"photos_dev": {"with_bar": {"metrics": metrics, "n": 10, "chair": chair, "person_words": people},
+                             "without_bar": {"chair": chair}}}
+    assert "| calibrated evidence bar | 10 | 50.0% | 40.0% | 20.0% | 50.0% |" in format_table(report)
+
+
 @pytest.fixture(scope="module")
 def wordnet():
     from captioner.training.lexicon import wordnet_available

@@ -261,3 +261,15 @@ def test_scene_phrases_are_left_out_of_video_captions():
     for caption, expected in cases.items():
         assert " ".join(strip_scene_phrases(caption.split(), scene)) == expected
     assert strip_scene_phrases("a building is tall".split(), scene) is None  # the subject itself: not saved by cutting
+
+
+def test_a_caption_must_name_its_subject():
+    from captioner.decoding import names_its_subject
+
+    nouns = {"dog", "person", "people", "grass", "frisbee"}
+    assert names_its_subject("a black dog is running through the grass".split(), nouns)
+    assert names_its_subject("a group of people are standing".split(), nouns)
+    assert names_its_subject("two dogs play".split(), nouns)  # no "is": nothing to check against
+    # what the decoder writes when the noun it wanted ("dog") may not be said
+    assert not names_its_subject("a large black and white spotted is running through the grass".split(), nouns)
+    assert not names_its_subject("a brown and tan is running".split(), nouns)

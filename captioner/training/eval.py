@@ -386,6 +386,12 @@ def format_table(report: dict) -> str:
             c = report["photos_dev"][key]["chair"]
             lines.append(f"| {label} | {c['captions']} | {c['object_mentions']} | {100 * c['CHAIR-i']:.1f}% | "
                          f"{100 * c['CHAIR-s']:.1f}% | {100 * c['object_recall']:.1f}% |")
+        people = report["photos_dev"]["with_bar"].get("person_words")
+        if people:
+            lines += ["", "| person words, Flickr8k dev | captions | say a gender | of those, no reference agrees | "
+                          "say an age | of those, no reference agrees |", "|---|---|---|---|---|---|",
+                      f"| calibrated evidence bar | {people['captions']} | {100 * people['gender_claims']:.1f}% | "
+                      f"{100 * people['gender_wrong']:.1f}% | {100 * people['age_claims']:.1f}% | {100 * people['age_wrong']:.1f}% |"]
     if "real_windows" in report:
         g = report["real_windows"]
         lines += ["", "| real clips vs hand-checked presence | windows | object mentions | hallucination | captions with one | "
