@@ -52,6 +52,17 @@ STATIC_CLASSES = frozenset({
     "teddy bear", "hair drier", "toothbrush", "umbrella", "handbag", "tie", "suitcase", "backpack",
 })
 
+# Things a person or animal can be on or in, and things that do something: a caption may say
+# "sitting on a bench", "riding a horse", "a dog is running", but "sitting on a television" or
+# "a bowl is preparing" is the decoder pairing a real object with the wrong phrase.
+HANDHELD_CLASSES = frozenset({
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush", "handbag", "tie",
+    "umbrella", "backpack", "frisbee", "sports ball", "kite", "baseball bat", "baseball glove", "tennis racket",
+    "microwave", "toaster",
+})
+
 
 def class_word(name: str, count: int = 1) -> str:
     """``class_word("person", 2) == "people"``; default plural adds an s."""

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .coco import COCO_CLASSES, STATIC_CLASSES, class_word
+from .coco import COCO_CLASSES, HANDHELD_CLASSES, STATIC_CLASSES, class_word
 from .colours import COLOUR_WORDS
 from .events import DIRECTIONS
 from .result import NextEvent
@@ -239,6 +239,33 @@ QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line 
 LINKING_VERBS = frozenset("is are was were".split())
 
 
+SUPPORT_VERBS = frozenset("""sit sits sitting sat stand stands standing stood lie lies lying laying lay ride rides
+riding rode jump jumps jumping climb climbs climbing""".split())
+
+
+def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
+    """True when a hand-sized object (``coco.HANDHELD_CLASSES``) is what someone sits, stands,
+    lies or rides on ("a person is sitting on a television"), or is the subject of an action
+    ("a bowl is preparing", "a tv is watching tv"): the object is really there, the phrase is not."""
+    def handheld(word: str) -> bool:
+        cls = word_class.get(word)
+        return cls is not None and COCO_CLASSES[cls] in HANDHELD_CLASSES
+
+    for i, token in enumerate(tokens):
+        if token in SUPPORT_VERBS:  # the next noun within a few words is what the action rests on
+            for word in tokens[i + 1:i + 6]:
+                if word in word_class:
+                    if handheld(word):
+                        return True
+                    break
+    subject = next((t for t in tokens if t in word_class), None)
+    if subject is not None and handheld(subject):
+        after = tokens[tokens.index(subject) + 1:]
+        if after[:1] and after[0] in LINKING_VERBS and any(t.endswith("ing") for t in after[1:3]):
+            return True
+    return False
+
+
 def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:
     """False when the first "is"/"are" comes before any noun ("a large black and white spotted is
     running"): what the decoder writes when the noun it wanted may not be said here."""
@@ -248,6 +275,19 @@ def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:
         if token in LINKING_VERBS:
             return False
     return True
+
+
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def in_view_caption(counts: list[tuple[str, int]]) -> str:
+    """A plain sentence of what passed the evidence bar, most salient first, for a window where
+    no decoded sentence reads true: [("tv", 1)] -> "a television is in view"; [("person", 2), ("dog", 1)]
+    -> "two people and a dog are in view"."""
+    parts = [(_article(class_word(name)) if n <= 1 else f"{_NUMBER_WORDS.get(n, 'several')} {class_word(name, n)}")
+             for name, n in counts[:2]]
+    plural = len(parts) > 1 or (counts and counts[0][1] > 1)
+    return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
 
 
 # ---- what happens next ------------------------------------------------------------------------

@@ -29,7 +29,8 @@ import torch
 from .checkpoint import TrainedModel
 from .coco import COCO_CLASSES, STATIC_CLASSES
 from .colours import COLOUR_WORDS, allowed_words, window_colours
-from .decoding import Hypothesis, beam_search, forecast_events, names_its_subject, strip_scene_phrases
+from .decoding import (beam_search, forecast_events, in_view_caption, misplaces_an_object, names_its_subject,
+                       strip_scene_phrases)
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
@@ -102,20 +103,22 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
                        salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len)
     scene = {vocab.itos[i] for i in grounding.scene_words}
-    nouns = scene | {vocab.itos[i] for i in grounding.word_class}
-    best = hyps[0]
-    for hyp in hyps:  # the best hypothesis that names its subject and, on video, survives losing its scene phrases
+    word_class = {vocab.itos[i]: c for i, c in grounding.word_class.items()}
+    nouns = scene | set(word_class)
+    counts = class_counts(frames, named.class_ids)
+    surest = [COCO_CLASSES[c] for c in salient_classes(named)] or [COCO_CLASSES[int(named.class_ids[0])]]
+    caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0  # when no decoded sentence reads true
+    for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
         tokens = vocab.decode_tokens(hyp.ids)
         if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
             tokens = strip_scene_phrases(tokens, scene)
-        if tokens and names_its_subject(tokens, nouns):
-            best = Hypothesis([vocab.stoi[t] for t in tokens], hyp.logprob, hyp.score, hyp.named)
+        if tokens and names_its_subject(tokens, nouns) and not misplaces_an_object(tokens, word_class):
+            caption, confidence = vocab.decode([vocab.stoi[t] for t in tokens]), hyp.confidence
             break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
                         if t >= 0 and int(c) in present})
     classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
-    return vocab.decode(best.ids), round(best.confidence, 4), Evidence(track_ids, classes, times,
-                                                                       class_counts(frames, named.class_ids))
+    return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts)
 
 
 def named_box_colours(frames: list[AnalysedFrame], classes: set[int]) -> list[int]:

@@ -273,3 +273,25 @@ def test_a_caption_must_name_its_subject():
     # what the decoder writes when the noun it wanted ("dog") may not be said
     assert not names_its_subject("a large black and white spotted is running through the grass".split(), nouns)
     assert not names_its_subject("a brown and tan is running".split(), nouns)
+
+
+def test_a_hand_sized_object_is_not_sat_on_nor_acts():
+    from captioner.coco import CLASS_INDEX
+    from captioner.decoding import misplaces_an_object
+
+    word_class = {w: CLASS_INDEX[c] for w, c in {"person": "person", "tv": "tv", "television": "tv", "book": "book",
+                                                  "bowl": "bowl", "bench": "bench", "horse": "horse", "dog": "dog"}.items()}
+    for wrong in ("a person is sitting on a television", "a person is sitting on a book", "a bowl is preparing to the camera",
+                  "a tv is watching tv", "a tv is being carried by a television"):
+        assert misplaces_an_object(wrong.split(), word_class), wrong
+    for right in ("a person is sitting on a bench", "a person is riding a horse", "a person is watching tv",
+                  "a person is holding a bowl", "a dog is running", "a bowl is on a table"):
+        assert not misplaces_an_object(right.split(), word_class), right
+
+
+def test_in_view_caption_names_what_passed_the_bar():
+    from captioner.decoding import in_view_caption
+
+    assert in_view_caption([("tv", 1)]) == "a television is in view"
+    assert in_view_caption([("person", 2), ("dog", 1)]) == "two people and a dog are in view"
+    assert in_view_caption([("umbrella", 1), ("car", 9), ("bus", 1)]) == "an umbrella and several cars are in view"
