@@ -237,15 +237,13 @@ def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] |
 
 QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line bunch pack".split())
 LINKING_VERBS = frozenset("is are was were".split())
-
-
 SUPPORT_VERBS = frozenset("""sit sits sitting sat stand stands standing stood lie lies lying laying lay ride rides
 riding rode jump jumps jumping climb climbs climbing""".split())
 
 
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     """True when a hand-sized object (``coco.HANDHELD_CLASSES``) is what someone sits, stands,
-    lies or rides on ("a person is sitting on a television"), or is the subject of an action
+    lies, rides, jumps or climbs on ("a person is sitting on a television"), or is the subject of an action
     ("a bowl is preparing", "a tv is watching tv"): the object is really there, the phrase is not."""
     def handheld(word: str) -> bool:
         cls = word_class.get(word)

@@ -38,6 +38,7 @@ from .perception import Detections, Perception
 from .result import Evidence, NextEvent, Segment
 from .tokens import FrameTokenizer, TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
 from .video import SampledFrame, end_of_frames
+from .vocab import detokenize
 
 NOTHING_SEEN = "no objects the detector knows are in view"
 RECENT_SEC = 1.0  # what counts as "now" for the forecast's subject counts
@@ -113,7 +114,7 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
         if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
             tokens = strip_scene_phrases(tokens, scene)
         if tokens and names_its_subject(tokens, nouns) and not misplaces_an_object(tokens, word_class):
-            caption, confidence = vocab.decode([vocab.stoi[t] for t in tokens]), hyp.confidence
+            caption, confidence = detokenize(tokens), hyp.confidence
             break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
                         if t >= 0 and int(c) in present})

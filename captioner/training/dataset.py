@@ -25,8 +25,8 @@ from ..tokens import WindowObjects, tokens_for_frames, window_cells, window_obje
 from ..video import is_video_file
 from ..vocab import tokenize
 from .describe import all_descriptions
-from .person_words import neutral_person_words
 from .forecast import HORIZON_SEC, targets_for_window
+from .person_words import neutral_person_words
 
 log = logging.getLogger(__name__)
 

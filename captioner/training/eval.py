@@ -37,9 +37,9 @@ from ..stream import NOTHING_SEEN, AnalysedFrame, Stream, describe_window
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
-from .person_words import person_claims
 from .images import CaptionedPhoto
 from .pairs import synthetic_tokens
+from .person_words import person_claims
 
 log = logging.getLogger(__name__)
 

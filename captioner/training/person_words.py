@@ -76,7 +76,7 @@ def neutral_person_words(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-GENDERED_WORDS = frozenset(w for w in NEUTRAL_WORDS if w not in ("actor",)) | {"her"}  # and age words
+REWRITTEN_WORDS = frozenset(NEUTRAL_WORDS) | {"her"}  # no training sentence keeps one of these
 
 # what a caption claims about a person, for ``person_claims`` (the eval's check of those claims)
 MALE_WORDS = frozenset("""man men boy boys guy guys gentleman gentlemen he him his himself son sons father dad
