@@ -52,6 +52,11 @@ STATIC_CLASSES = frozenset({
     "teddy bear", "hair drier", "toothbrush", "umbrella", "handbag", "tie", "suitcase", "backpack",
 })
 
+# Things that can sit, stand or lie: posture words describe these only.
+ANIMATE_CLASSES = frozenset({
+    "person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
+})
+
 # Things a person or animal can be on or in, and things that do something: a caption may say
 # "sitting on a bench", "riding a horse", "a dog is running", but "sitting on a television" or
 # "a bowl is preparing" is the decoder pairing a real object with the wrong phrase.

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from .checkpoint import TrainedModel
-from .coco import COCO_CLASSES, STATIC_CLASSES
+from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES, STATIC_CLASSES
 from .colours import COLOUR_WORDS, allowed_words, window_colours
-from .decoding import (beam_search, forecast_events, in_view_caption, misplaces_an_object, names_its_subject,
-                       strip_scene_phrases)
+from .decoding import (GAIT_BONUS, GAIT_VERBS, STILL_VERBS, beam_search, forecast_events, in_view_caption, misplaces_an_object,
+                       names_its_subject, strip_scene_phrases)
+from .events import mostly_moving_sideways
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
@@ -41,6 +42,7 @@ from .video import SampledFrame, end_of_frames
 from .vocab import detokenize
 
 NOTHING_SEEN = "no objects the detector knows are in view"
+ANIMATE_IDS = frozenset(CLASS_INDEX[name] for name in ANIMATE_CLASSES)
 RECENT_SEC = 1.0  # what counts as "now" for the forecast's subject counts
 MOVING_SPEED = 0.05  # frame-widths per second; slower is not "moving"
 
@@ -80,13 +82,17 @@ def grounded_objects(trained: TrainedModel, frames: list[AnalysedFrame]) -> Wind
 
 
 @torch.no_grad()
-def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options: CaptionOptions) -> tuple[str, float, Evidence]:
+def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options: CaptionOptions,
+                    frame_size: tuple[int, int] | None = None) -> tuple[str, float, Evidence]:
     """Caption of a window of analysed frames: (caption, confidence, evidence). Only classes that
     pass the evidence bar are shown to the decoder and may be named; other nouns ("grass",
     "shirt") only those real photos taught, and only of a still picture: in a video window the
     phrase holding one is left out ("a person in a red shirt is standing on the beach" -> "a person is
     standing"), because photo-taught scene words were wrong too often on video (model card).
-    A colour word is allowed only when the named objects' boxes show that colour (``colours.py``)."""
+    A colour word is allowed only when the named objects' boxes show that colour (``colours.py``),
+    and a posture word ("sitting", "standing") only when the people or animals named are not
+    mostly walking across the view (``events.mostly_moving_sideways``; ``frame_size``: (width,
+    height) pixels, None for frames without a picture, whose motion cannot be checked)."""
     model = trained.model
     named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
@@ -101,8 +107,13 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3])  # pad, bos, unk
     shown = allowed_words(window_colours(named_box_colours(frames, present)))
     banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
+    bias = None
+    if frame_size is not None and len(frames) > 1 and mostly_moving_sideways(frames, frame_size, present & ANIMATE_IDS):
+        banned[[vocab.stoi[w] for w in STILL_VERBS if w in vocab.stoi]] = True
+        bias = torch.zeros(len(vocab))
+        bias[[vocab.stoi[w] for w in GAIT_VERBS if w in vocab.stoi]] = GAIT_BONUS
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
-                       salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len)
+                       salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len, bias=bias)
     scene = {vocab.itos[i] for i in grounding.scene_words}
     word_class = {vocab.itos[i]: c for i, c in grounding.word_class.items()}
     nouns = scene | set(word_class)
@@ -248,7 +259,7 @@ class Stream:
             self.next = forecast_next(self.trained, list(self.recent))
             if frame.t_sec - self._preview_t >= self.options.caption_every_sec:
                 preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
-                caption, _, _ = describe_window(self.trained, preview, self.options)
+                caption, _, _ = describe_window(self.trained, preview, self.options, self.frame_size)
                 changed, self.caption, self._preview_t = caption != self.caption, caption, frame.t_sec
         return StreamUpdate(frame.t_sec, frame.detections, True, self.caption, self.next, changed, segment)
 
@@ -275,7 +286,7 @@ class Stream:
         return AnalysedFrame(frame.t_sec, frame.detections, token, out[0, 0], frame.cells)
 
     def _close(self, end_sec: float) -> Segment:
-        caption, confidence, evidence = describe_window(self.trained, self.window, self.options)
+        caption, confidence, evidence = describe_window(self.trained, self.window, self.options, self.frame_size)
         # the forecast as of the window's last frame (live streams computed exactly this already)
         history = [f for f in self.recent if f.t_sec <= self.window[-1].t_sec]
         next_events = self.next if self.live else forecast_next(self.trained, history)

@@ -94,6 +94,31 @@ def test_real_windows_count_nouns_that_are_not_really_there(wordnet):
     assert scores["salient_objects"] == 3 and scores["salient_recall"] == pytest.approx(2 / 3)
 
 
+def test_posture_and_gait_are_checked_against_the_hand_checked_motion():
+    from captioner.training.eval import WindowCaption, posture_scores
+
+    def window(start: float, caption: str) -> WindowCaption:
+        return WindowCaption("c", start, start + 4, caption, ["person"], ["person"], [], [])
+
+    motion = {"c": {"0": "moves", "4": "still", "8": "mixed", "12": "none", "16": "still"}}
+    windows = [window(0, "a person is sitting"), window(4, "a person is walking"), window(8, "a person is standing"),
+               window(12, "a person is sitting"), window(16, "a person is standing"), window(20, "a person is sitting")]
+    scores = posture_scores(windows, motion)  # mixed, none and unlabelled windows do not count
+    assert (scores["windows"], scores["moves"], scores["still"], scores["contradicted"]) == (3, 1, 2, 2)
+    assert scores["rate"] == pytest.approx(2 / 3)
+    assert scores["examples"] == ["c 0 s (moves): a person is sitting", "c 4 s (still): a person is walking"]
+
+
+def test_hand_checked_motion_labels_are_well_formed():
+    from captioner.training.evidence import load_motion, load_presence
+
+    motion, presence = load_motion(), load_presence()
+    assert motion and set(motion) <= set(presence)  # labelled clips are the held-out ones
+    for clip, windows in motion.items():
+        for start, label in windows.items():
+            assert label in ("moves", "still", "mixed", "none") and float(start) % 4 == 0, (clip, start, label)
+
+
 def test_evidence_bar_scores_and_calibration():
     from captioner.decoding import EvidenceBar
     from captioner.tokens import SLOT_FEATURES, WindowObjects

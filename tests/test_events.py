@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from captioner.coco import CLASS_INDEX
 from captioner.errors import OptionsError
-from captioner.events import (EDGE_MARGIN, Event, edge_side, motion_direction, present_class_ids,
+from captioner.events import (EDGE_MARGIN, Event, edge_side, motion_direction, mostly_moving_sideways, present_class_ids,
                               summarize_tracks, window_events)
 from captioner.features import FrameFeatures
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
@@ -164,3 +165,28 @@ def test_edge_side_rules():
 def test_event_rejects_unknown_kind():
     with pytest.raises(ValueError):
         Event("jumps", "person", 1)
+
+
+PERSON = {CLASS_INDEX["person"]}
+
+
+def test_walking_across_is_moving_sideways_but_a_cut_or_a_standing_person_is_not():
+    assert mostly_moving_sideways(crossing_window(), SIZE, PERSON)
+    assert not mostly_moving_sideways(crossing_window(), SIZE, {CLASS_INDEX["car"]})  # other classes: not asked
+    # a person standing still, a little box jitter from the detector
+    standing = [frame(i, (box(300 + (3 if i % 2 else -3), 200, 80, 160), "person", 1)) for i in range(16)]
+    assert not mostly_moving_sideways(standing, SIZE, PERSON)
+    # a cut between two shots: the tracker keeps the id and the box jumps once, by half the frame
+    cut = [frame(i, (box(150 if i < 8 else 470, 200, 80, 160), "person", 1)) for i in range(16)]
+    assert not mostly_moving_sideways(cut, SIZE, PERSON)
+    # too few frames to say anything
+    assert not mostly_moving_sideways(crossing_window()[2:4], SIZE, PERSON)
+
+
+def test_moving_sideways_needs_half_of_the_tracks():
+    def window(still: int) -> list[FrameFeatures]:
+        return [frame(i, (box(100 + 40 * i, 200, 80, 160), "person", 1),
+                      *[(box(200 + 100 * k, 250, 60, 140), "person", 10 + k) for k in range(still)]) for i in range(12)]
+
+    assert mostly_moving_sideways(window(still=1), SIZE, PERSON)  # one of two walks
+    assert not mostly_moving_sideways(window(still=2), SIZE, PERSON)  # one of three walks: the others may sit

@@ -284,8 +284,13 @@ def test_a_hand_sized_object_is_not_sat_on_nor_acts():
     for wrong in ("a person is sitting on a television", "a person is sitting on a book", "a bowl is preparing to the camera",
                   "a tv is watching tv", "a tv is being carried by a television"):
         assert misplaces_an_object(wrong.split(), word_class), wrong
+    word_class.update({"table": CLASS_INDEX["dining table"], "car": CLASS_INDEX["car"]})
+    for wrong in ("a person and person are walking on a table", "a group of people walk in a race car",
+                  "a group of people are walking with a car", "a dog runs into a car"):
+        assert misplaces_an_object(wrong.split(), word_class), wrong
     for right in ("a person is sitting on a bench", "a person is riding a horse", "a person is watching tv",
-                  "a person is holding a bowl", "a dog is running", "a bowl is on a table"):
+                  "a person is holding a bowl", "a dog is running", "a bowl is on a table", "a person is walking",
+                  "a person walks past a car", "a person is walking with a dog", "a person is running in the snow"):
         assert not misplaces_an_object(right.split(), word_class), right
 
 

@@ -172,3 +172,49 @@ def test_a_stray_detection_is_never_named(model):
     assert "cat" not in words and "cats" not in words and segment.evidence.classes == ["person"]
     assert not any(e.class_name == "cat" for e in update.next + segment.next)
     assert segment.caption != NOTHING_SEEN
+
+
+def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
+    """Two people crossing the view at walking pace (0.25 frame widths/s): the decoder may not say
+    a posture of them, and gait words are made likelier. The same people standing still: nothing
+    is banned or favoured."""
+    import numpy as np
+
+    import captioner.stream as stream_module
+    from captioner.coco import CLASS_INDEX
+    from captioner.decoding import GAIT_VERBS, STILL_VERBS
+    from captioner.features import FrameFeatures
+    from captioner.perception import Detections
+
+    person = CLASS_INDEX["person"]
+    emb, cell_dim = model.trained.model.cfg.embedding_dim, model.trained.model.cfg.cell_dim
+    vocab = model.trained.vocab
+    seen = {}
+    real_beam_search = stream_module.beam_search
+
+    def spy(*args, **kwargs):
+        seen["banned"], seen["bias"] = args[6], kwargs.get("bias")
+        return real_beam_search(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "beam_search", spy)
+
+    def caption(speed_px: float) -> str:
+        rng = np.random.default_rng(0)
+        stream = model.new_stream((640, 360))
+        for i in range(16):
+            x = 100 + speed_px * i
+            boxes = np.array([[x, 60, x + 120, 350], [x + 200, 50, x + 320, 350]], np.float32)
+            det = Detections(boxes, np.array([0.9, 0.88], np.float32), np.array([person, person], np.int32),
+                             np.array([1, 2], np.int32), rng.normal(size=(2, emb)).astype(np.float32))
+            stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
+                                               rng.normal(size=(9, cell_dim)).astype(np.float32)))
+        return stream.finish().caption
+
+    still_ids = [vocab.stoi[w] for w in STILL_VERBS if w in vocab.stoi]
+    gait_ids = [vocab.stoi[w] for w in GAIT_VERBS if w in vocab.stoi]
+    assert still_ids and gait_ids
+    walking = caption(speed_px=40.0)  # 160 px/s in a 640 px frame
+    assert walking != NOTHING_SEEN and not set(walking.split()) & STILL_VERBS, walking
+    assert bool(seen["banned"][still_ids].all()) and bool((seen["bias"][gait_ids] > 0).all())
+    caption(speed_px=0.0)
+    assert not seen["banned"][still_ids].any() and seen["bias"] is None

@@ -29,13 +29,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..decoding import EvidenceBar
+from ..decoding import STILL_VERBS, EvidenceBar
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
 from ..stream import NOTHING_SEEN, AnalysedFrame, Stream, describe_window
+from ..vocab import tokenize
 from .dataset import PAST_SEC, ClipData, frame_window
-from .evidence import load_presence, window_truth
+from .evidence import load_motion, load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
 from .images import CaptionedPhoto
 from .pairs import synthetic_tokens
@@ -135,7 +136,6 @@ def encode_tokens(model: Captioner, tokens: np.ndarray) -> list[AnalysedFrame]:
 
 def mentions(caption: str) -> list:
     """The object mentions of a caption (WordNet lexicon, independent of the decoder's lists)."""
-    from ..vocab import tokenize
     from .lexicon import mentioned_objects
 
     return [] if caption == NOTHING_SEEN else mentioned_objects(tokenize(caption))
@@ -171,8 +171,6 @@ def chair_scores(captions: dict[str, str], references: dict[str, dict[str, int]]
 
 
 def photo_eval(model: Captioner, photos: Sequence[CaptionedPhoto], examples: int = 20) -> dict:
-    from ..vocab import tokenize
-
     refs = {p.name: p.raw_captions for p in photos}
     objects = {p.name: reference_objects(p.captions) for p in photos}
     report = {}
@@ -228,6 +226,31 @@ def grounding_scores(windows: Sequence[WindowCaption]) -> dict[str, float]:
     return {"windows": len(windows), "object_mentions": mentioned, "hallucination_rate": wrong / max(mentioned, 1),
             "captions_with_hallucination": sum(bool(w.wrong) for w in windows) / max(len(windows), 1),
             "salient_objects": salient_total, "salient_recall": salient_named / max(salient_total, 1)}
+
+
+GAIT_VERBS = frozenset("walk walks walking walked run runs running ran jog jogs jogging stroll strolls strolling".split())
+
+
+def posture_scores(windows: Sequence[WindowCaption], motion: dict[str, dict[str, str]]) -> dict[str, float]:
+    """Captions whose posture or gait contradicts the hand-checked motion of the window
+    (``data/clip_motion.json``): "sitting"/"standing"/"lying" while the people or animals walk,
+    "walking"/"running" while they stay put. Only windows labelled moves or still count."""
+    counted = contradicted = moving = still = 0
+    examples = []
+    for w in windows:
+        label = motion.get(w.clip, {}).get(str(int(round(w.start_sec))))
+        if label not in ("moves", "still"):
+            continue
+        words = set(tokenize(w.caption))
+        wrong = bool(words & (STILL_VERBS if label == "moves" else GAIT_VERBS))
+        counted += 1
+        moving += label == "moves"
+        still += label == "still"
+        contradicted += wrong
+        if wrong:
+            examples.append(f"{w.clip} {w.start_sec:g} s ({label}): {w.caption}")
+    return {"windows": counted, "moves": moving, "still": still, "contradicted": contradicted,
+            "rate": contradicted / max(counted, 1), "examples": examples}
 
 
 def presence_gain_interval(per_clip: list[dict[str, np.ndarray]], baseline: str, n_boot: int = 2000,
@@ -337,8 +360,6 @@ def load_eval_data(video_dir, captions_dir, photos_dir, perception, cfg) -> Eval
 
 def run_eval(model: Captioner, clips: Sequence[ClipData], text_pairs_test, clip_references: dict[str, list[str]],
              photos_dev: Sequence[CaptionedPhoto] = (), seed: int = 0) -> dict:
-    from ..vocab import tokenize
-
     report: dict = {}
     if photos_dev:
         report["photos_dev"] = photo_eval(model, photos_dev)
@@ -358,6 +379,7 @@ def run_eval(model: Captioner, clips: Sequence[ClipData], text_pairs_test, clip_
     if labelled:
         windows = real_window_captions(model, labelled)
         report["real_windows"] = grounding_scores(windows)
+        report["real_windows"]["posture"] = posture_scores(windows, load_motion())
         report["real_windows"]["captions"] = [
             {"clip": w.clip, "start": w.start_sec, "caption": w.caption, "wrong": w.wrong, "salient": w.salient}
             for w in windows]
@@ -399,6 +421,11 @@ def format_table(report: dict) -> str:
                   f"| validation + held-out clips, 4 s windows | {g['windows']} | {g['object_mentions']} | "
                   f"{100 * g['hallucination_rate']:.1f}% | {100 * g['captions_with_hallucination']:.1f}% | {g['salient_objects']} | "
                   f"{100 * g['salient_recall']:.1f}% |"]
+        if "posture" in g:
+            p = g["posture"]
+            lines += ["", "| real clips vs hand-checked motion | windows (moves / still) | posture or gait contradicted |",
+                      "|---|---|---|", f"| validation + held-out clips, 4 s windows | {p['windows']} ({p['moves']} / {p['still']}) | "
+                      f"{p['contradicted']} ({100 * p['rate']:.1f}%) |"]
     if "next_event" in report:
         ne = report["next_event"]
         lines += ["", f"| next event ({HORIZON_SEC:.0f} s ahead, {ne['steps']['n']} held-out time steps) | presence micro-F1 | enter AUROC | leave AUROC |",

@@ -33,6 +33,7 @@ from .lexicon import mentioned_objects
 log = logging.getLogger(__name__)
 
 PRESENCE_FILE = Path(__file__).resolve().parent / "data" / "clip_presence.json"
+MOTION_FILE = Path(__file__).resolve().parent / "data" / "clip_motion.json"
 MIN_CLASS_SAMPLES = 30
 
 
@@ -64,6 +65,11 @@ def label_photos(photos: Sequence[CaptionedPhoto], embedding_dim: int) -> list[L
 
 
 def load_presence(path: Path = PRESENCE_FILE) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))["clips"]
+
+
+def load_motion(path: Path = MOTION_FILE) -> dict[str, dict[str, str]]:
+    """Hand-checked motion labels: clip -> window start (s, as text) -> moves | still | mixed | none."""
     return json.loads(path.read_text(encoding="utf-8"))["clips"]
 
 
