@@ -38,6 +38,8 @@ MOVE_MIN_SPEED = 0.05  # frame widths/s (crossing the frame in 20 s); box jitter
 MOVE_MIN_SCALE_RATE = 0.15  # d log(area)/dt per s, ~16 %/s growth; a still box's size jitter fits far below
 WALK_MIN_SPEED = 0.06  # frame widths/s, median frame to frame: walking across the view; people who sat or
 # stood (gesturing, leaning, writing on a board) stayed below 0.03 on the hand-checked clips
+WALK_MIN_BODY_SPEED = 0.2  # box heights/s, median, any direction: walking people seen from above or far
+# away moved 0.2-0.9; those who sat or stood at most 0.06
 STILL_MAX_SPEED = 0.02  # frame units/s: "nearly still"
 STILL_MAX_SCALE_RATE = 0.06  # per s
 STOP_MIN_FRAMES = 6  # two line fits (moving half, still half) of >= 3 points each
@@ -189,19 +191,33 @@ def summarize_tracks(frames: Sequence[FrameFeatures], frame_size: tuple[int, int
     return [_summarize(tr, width, height) for tr in _collect_tracks(frames).values()]
 
 
-def mostly_moving_sideways(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], class_ids: set[int]) -> bool:
+def _steady(rates: np.ndarray) -> float:
+    """The median of frame-to-frame rates; of an even count, the middle one nearer zero, so that
+    one jump in two steps (a cut) is not a steady motion."""
+    ordered = np.sort(rates)
+    lower, upper = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+    return float(lower if abs(lower) <= abs(upper) else upper)
+
+
+def mostly_walking(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], class_ids: set[int]) -> bool:
     """True when at least half of the tracks of ``class_ids`` seen in >= ``MOVE_MIN_FRAMES``
-    frames move sideways at walking pace or faster: then nobody of those classes can be said to
-    sit or stand through the window. The speed is the median of the frame-to-frame speeds, so a
-    cut between shots (one jump of a box the tracker kept) does not count as walking. Sideways
-    only: a zoom, a lean or a cut makes a box grow or shrink much like walking toward the camera."""
+    frames move at walking pace or faster: sideways across the view (>= ``WALK_MIN_SPEED``
+    frame widths/s), or in any direction by >= ``WALK_MIN_BODY_SPEED`` of their own height per
+    second (people far away or seen from above). Then nobody of those classes can be said to sit
+    or stand through the window. Speeds are medians of the frame-to-frame velocities, so a cut
+    between shots (one jump of a box the tracker kept) or a gesture (a box edge going out and
+    back) is not walking."""
     width, _ = _check_size(frame_size)
-    speeds = []
+    walking = []
     for track in _collect_tracks(frames).values():
-        if track.class_id in class_ids and len(track.t_sec) >= MOVE_MIN_FRAMES:
-            cx = (track.box_xyxy[:, 0] + track.box_xyxy[:, 2]) / (2 * width)
-            speeds.append(abs(float(np.median(np.diff(cx) / np.maximum(np.diff(track.t_sec), 1e-6)))))
-    return bool(speeds) and 2 * sum(v >= WALK_MIN_SPEED for v in speeds) >= len(speeds)
+        if track.class_id not in class_ids or len(track.t_sec) < MOVE_MIN_FRAMES:
+            continue
+        boxes, dt = track.box_xyxy, np.maximum(np.diff(track.t_sec), 1e-6)
+        vx = _steady(np.diff((boxes[:, 0] + boxes[:, 2]) / 2) / dt)  # pixels/s
+        vy = _steady(np.diff((boxes[:, 1] + boxes[:, 3]) / 2) / dt)
+        height = max(float(np.median(boxes[:, 3] - boxes[:, 1])), 1.0)
+        walking.append(abs(vx) / width >= WALK_MIN_SPEED or np.hypot(vx, vy) / height >= WALK_MIN_BODY_SPEED)
+    return bool(walking) and 2 * sum(walking) >= len(walking)
 
 
 def motion_direction(track: TrackSummary) -> str | None:

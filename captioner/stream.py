@@ -29,9 +29,9 @@ import torch
 from .checkpoint import TrainedModel
 from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES, STATIC_CLASSES
 from .colours import COLOUR_WORDS, allowed_words, window_colours
-from .decoding import (GAIT_BONUS, GAIT_VERBS, STILL_VERBS, beam_search, forecast_events, in_view_caption, misplaces_an_object,
-                       names_its_subject, strip_scene_phrases)
-from .events import mostly_moving_sideways
+from .decoding import (GAIT_BONUS, GAIT_VERBS, RACE_WORDS, STILL_VERBS, beam_search, forecast_events,
+                       in_view_caption, is_complete, misplaces_an_object, names_its_subject, strip_scene_phrases)
+from .events import mostly_walking
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
@@ -84,15 +84,16 @@ def grounded_objects(trained: TrainedModel, frames: list[AnalysedFrame]) -> Wind
 @torch.no_grad()
 def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options: CaptionOptions,
                     frame_size: tuple[int, int] | None = None) -> tuple[str, float, Evidence]:
-    """Caption of a window of analysed frames: (caption, confidence, evidence). Only classes that
-    pass the evidence bar are shown to the decoder and may be named; other nouns ("grass",
-    "shirt") only those real photos taught, and only of a still picture: in a video window the
-    phrase holding one is left out ("a person in a red shirt is standing on the beach" -> "a person is
-    standing"), because photo-taught scene words were wrong too often on video (model card).
-    A colour word is allowed only when the named objects' boxes show that colour (``colours.py``),
-    and a posture word ("sitting", "standing") only when the people or animals named are not
-    mostly walking across the view (``events.mostly_moving_sideways``; ``frame_size``: (width,
-    height) pixels, None for frames without a picture, whose motion cannot be checked)."""
+    """Caption of a window of analysed frames: (caption, confidence, evidence). What may be said:
+    - a COCO class only when it passes the evidence bar (the decoder sees only those);
+    - other nouns ("grass", "shirt") only those real photos taught, and only of a still picture:
+      in a video window the phrase holding one is left out ("a person in a red shirt is standing
+      on the beach" -> "a person is standing"): they were wrong too often on video (model card);
+    - a colour word only when the named objects' boxes show that colour (``colours.py``);
+    - of video, no race (``decoding.RACE_WORDS``), and no posture ("sitting", "standing") of
+      people or animals who mostly walk (``events.mostly_walking``; ``frame_size``: (width,
+      height) pixels, None for frames without a picture, whose motion cannot be checked).
+    """
     model = trained.model
     named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
@@ -108,10 +109,12 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     shown = allowed_words(window_colours(named_box_colours(frames, present)))
     banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
     bias = None
-    if frame_size is not None and len(frames) > 1 and mostly_moving_sideways(frames, frame_size, present & ANIMATE_IDS):
-        banned[[vocab.stoi[w] for w in STILL_VERBS if w in vocab.stoi]] = True
-        bias = torch.zeros(len(vocab))
-        bias[[vocab.stoi[w] for w in GAIT_VERBS if w in vocab.stoi]] = GAIT_BONUS
+    if len(frames) > 1:
+        banned[[vocab.stoi[w] for w in RACE_WORDS if w in vocab.stoi]] = True
+        if frame_size is not None and mostly_walking(frames, frame_size, present & ANIMATE_IDS):
+            banned[[vocab.stoi[w] for w in STILL_VERBS if w in vocab.stoi]] = True
+            bias = torch.zeros(len(vocab))  # and gait words likelier: else "driving a car" of a man walking past one
+            bias[[vocab.stoi[w] for w in GAIT_VERBS if w in vocab.stoi]] = GAIT_BONUS
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], vocab, banned, grounding,
                        salient_classes(named), beam_size=options.beam_size, max_len=model.cfg.max_caption_len, bias=bias)
     scene = {vocab.itos[i] for i in grounding.scene_words}
@@ -124,7 +127,7 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
         tokens = vocab.decode_tokens(hyp.ids)
         if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
             tokens = strip_scene_phrases(tokens, scene)
-        if tokens and names_its_subject(tokens, nouns) and not misplaces_an_object(tokens, word_class):
+        if tokens and is_complete(tokens) and names_its_subject(tokens, nouns) and not misplaces_an_object(tokens, word_class):
             caption, confidence = detokenize(tokens), hyp.confidence
             break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)

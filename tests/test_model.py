@@ -284,14 +284,24 @@ def test_a_hand_sized_object_is_not_sat_on_nor_acts():
     for wrong in ("a person is sitting on a television", "a person is sitting on a book", "a bowl is preparing to the camera",
                   "a tv is watching tv", "a tv is being carried by a television"):
         assert misplaces_an_object(wrong.split(), word_class), wrong
-    word_class.update({"table": CLASS_INDEX["dining table"], "car": CLASS_INDEX["car"]})
+    word_class.update({"table": CLASS_INDEX["dining table"], "car": CLASS_INDEX["car"], "cars": CLASS_INDEX["car"]})
     for wrong in ("a person and person are walking on a table", "a group of people walk in a race car",
-                  "a group of people are walking with a car", "a dog runs into a car"):
+                  "a group of people are walking with a car", "a dog runs into a car", "a person is riding a car",
+                  "two cars are standing", "a car is sitting in a parking lot"):
         assert misplaces_an_object(wrong.split(), word_class), wrong
     for right in ("a person is sitting on a bench", "a person is riding a horse", "a person is watching tv",
                   "a person is holding a bowl", "a dog is running", "a bowl is on a table", "a person is walking",
-                  "a person walks past a car", "a person is walking with a dog", "a person is running in the snow"):
+                  "a person walks past a car", "a person is walking with a dog", "a person is running in the snow",
+                  "a person is riding in a car", "a person is standing next to a car", "a dog is sitting"):
         assert not misplaces_an_object(right.split(), word_class), right
+
+
+def test_a_sentence_cut_short_is_not_complete():
+    from captioner.decoding import is_complete
+
+    assert is_complete("a car is driving".split()) and is_complete("two dogs play".split())
+    for cut in ("two cars are", "a person is sitting on a", "a dog runs through the", ""):
+        assert not is_complete(cut.split()), cut
 
 
 def test_in_view_caption_names_what_passed_the_bar():

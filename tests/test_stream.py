@@ -177,12 +177,12 @@ def test_a_stray_detection_is_never_named(model):
 def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
     """Two people crossing the view at walking pace (0.25 frame widths/s): the decoder may not say
     a posture of them, and gait words are made likelier. The same people standing still: nothing
-    is banned or favoured."""
+    is banned or favoured but a race, never said of video."""
     import numpy as np
 
     import captioner.stream as stream_module
     from captioner.coco import CLASS_INDEX
-    from captioner.decoding import GAIT_VERBS, STILL_VERBS
+    from captioner.decoding import GAIT_VERBS, RACE_WORDS, STILL_VERBS
     from captioner.features import FrameFeatures
     from captioner.perception import Detections
 
@@ -218,3 +218,5 @@ def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
     assert bool(seen["banned"][still_ids].all()) and bool((seen["bias"][gait_ids] > 0).all())
     caption(speed_px=0.0)
     assert not seen["banned"][still_ids].any() and seen["bias"] is None
+    race_ids = [vocab.stoi[w] for w in RACE_WORDS if w in vocab.stoi]
+    assert race_ids and bool(seen["banned"][race_ids].all())
