@@ -245,8 +245,8 @@ SUPPORT_VERBS = frozenset("""sit sits sitting sat stand stands standing stood li
 riding rode jump jumps jumping climb climbs climbing""".split())
 
 
-# Posture words: not said of a window in which the people or animals named walk (or run) across
-# the view (``events.mostly_walking``): "a person is sitting" of someone walking out.
+# Posture words: not said of a video window in which the people or animals named mostly walk
+# (``events.mostly_walking``): "a person is sitting" of someone walking out.
 STILL_VERBS = frozenset("""sit sits sitting sat seated stand stands standing stood lie lies lying laying lay pose
 poses posing sleep sleeps sleeping""".split())
 # ... and in such a window these are made likelier (``GAIT_BONUS`` nats): without it the decoder
@@ -262,13 +262,14 @@ RACE_WORDS = frozenset("race races racing raced racer racers".split())
 
 
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
-    """True when a hand-sized object (``coco.HANDHELD_CLASSES``) is what someone sits, stands,
-    lies, rides, jumps or climbs on ("a person is sitting on a television"), when someone walks or
-    runs on or in any object ("walking on a table", "walk in a race car") or "with" a vehicle, when
-    someone rides a car ("riding a car": in it, or driving it), when a thing sits, stands or lies
-    ("two cars are standing"), or when a hand-sized
-    object is the subject of an action ("a bowl is preparing", "a tv is watching tv"): the object
-    is really there, the phrase is not."""
+    """True when the sentence pairs a real object with a phrase that is not true of it:
+    - a hand-sized object (``coco.HANDHELD_CLASSES``) is sat, stood, lain, ridden, jumped or
+      climbed on ("a person is sitting on a television");
+    - someone walks or runs on or in any object, or with a vehicle ("walking on a table",
+      "walk in a race car", "walking with a car");
+    - someone rides a car ("riding a car": one rides in it, or drives it);
+    - a thing sits, stands or lies ("two cars are standing");
+    - a hand-sized object acts ("a bowl is preparing", "a tv is watching tv")."""
     def handheld(word: str) -> bool:
         cls = word_class.get(word)
         return cls is not None and COCO_CLASSES[cls] in HANDHELD_CLASSES

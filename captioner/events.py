@@ -206,7 +206,8 @@ def mostly_walking(frames: Sequence[FrameFeatures], frame_size: tuple[int, int],
     second (people far away or seen from above). Then nobody of those classes can be said to sit
     or stand through the window. Speeds are medians of the frame-to-frame velocities, so a cut
     between shots (one jump of a box the tracker kept) or a gesture (a box edge going out and
-    back) is not walking."""
+    back) is not walking. ``frames``: anything with ``t_sec`` and ``detections`` (a stream's
+    analysed frames too)."""
     width, _ = _check_size(frame_size)
     walking = []
     for track in _collect_tracks(frames).values():
