@@ -88,3 +88,15 @@ def window_colours(box_bits: list[int]) -> set[str]:
 def allowed_words(colours: set[str]) -> set[str]:
     """Caption colour words that may describe one of ``colours``."""
     return {word for word, shown in COLOUR_WORDS.items() if shown & colours}
+
+
+def joined_colours_fit(tokens: list[str], box_bits: list[int]) -> bool:
+    """False when a caption joins colours ("a black and blue car") that no single named box shows
+    together: each colour may be in the window (one black car, one blue car) without any one car
+    being black and blue."""
+    for i in range(len(tokens) - 2):
+        if tokens[i] in COLOUR_WORDS and tokens[i + 1] == "and" and tokens[i + 2] in COLOUR_WORDS:
+            wanted = [COLOUR_WORDS[tokens[i]], COLOUR_WORDS[tokens[i + 2]]]
+            if not any(all(set(names(bits)) & colours for colours in wanted) for bits in box_bits):
+                return False
+    return True

@@ -28,7 +28,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES, STATIC_CLASSES
-from .colours import COLOUR_WORDS, allowed_words, window_colours
+from .colours import COLOUR_WORDS, allowed_words, joined_colours_fit, window_colours
 from .decoding import (GAIT_BONUS, GAIT_VERBS, RACE_WORDS, STILL_VERBS, beam_search, forecast_events,
                        in_view_caption, is_complete, misplaces_an_object, names_its_subject, strip_scene_phrases)
 from .events import mostly_walking
@@ -89,7 +89,8 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     - other nouns ("grass", "shirt") only those real photos taught, and only of a still picture:
       in a video window the phrase holding one is left out ("a person in a red shirt is standing
       on the beach" -> "a person is standing"): they were wrong too often on video (model card);
-    - a colour word only when the named objects' boxes show that colour (``colours.py``);
+    - a colour word only when the named objects' boxes show that colour, and "black and white"
+      only when one box shows both (``colours.py``);
     - of video, no race (``decoding.RACE_WORDS``), and no posture ("sitting", "standing") of
       people or animals who mostly walk (``events.mostly_walking``; ``frame_size``: (width,
       height) pixels, None for frames without a picture, whose motion cannot be checked).
@@ -106,7 +107,8 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     vocab, grounding = trained.vocab, trained.grounding
     present = set(int(c) for c in named.class_ids)
     banned = grounding.banned_mask(len(vocab), present, specials=[0, 1, 3])  # pad, bos, unk
-    shown = allowed_words(window_colours(named_box_colours(frames, present)))
+    box_bits = named_box_colours(frames, present)
+    shown = allowed_words(window_colours(box_bits))
     banned[[vocab.stoi[w] for w in COLOUR_WORDS if w in vocab.stoi and w not in shown]] = True
     bias = None
     if len(frames) > 1:
@@ -127,7 +129,8 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
         tokens = vocab.decode_tokens(hyp.ids)
         if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
             tokens = strip_scene_phrases(tokens, scene)
-        if tokens and is_complete(tokens) and names_its_subject(tokens, nouns) and not misplaces_an_object(tokens, word_class):
+        if (tokens and is_complete(tokens) and names_its_subject(tokens, nouns) and joined_colours_fit(tokens, box_bits)
+                and not misplaces_an_object(tokens, word_class)):
             caption, confidence = detokenize(tokens), hyp.confidence
             break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)

@@ -59,3 +59,14 @@ def test_a_caption_uses_only_colours_the_boxes_show(model):
         caption = stream.finish(0.0).caption
         said = {w for w in tokenize(caption) if w in COLOUR_WORDS}
         assert said <= expect, caption
+
+
+def test_joined_colours_must_be_shown_by_one_box():
+    from captioner.colours import BIT, joined_colours_fit
+
+    black_car, blue_car = BIT["black"], BIT["blue"]
+    assert not joined_colours_fit("a small black and blue car is driving".split(), [black_car, blue_car])
+    assert joined_colours_fit("a black and white dog runs".split(), [BIT["black"] | BIT["white"]])
+    assert joined_colours_fit("a black car and a blue car".split(), [black_car, blue_car])  # not joined: each is checked alone
+    assert joined_colours_fit("a tan and white dog".split(), [BIT["brown"] | BIT["white"]])  # "tan" is brown in pixels
+    assert not joined_colours_fit("a black and white dog".split(), [])  # colours not read: nothing shows them
