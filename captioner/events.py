@@ -214,8 +214,8 @@ def mostly_walking(frames: Sequence[FrameFeatures], frame_size: tuple[int, int],
         if track.class_id not in class_ids or len(track.t_sec) < MOVE_MIN_FRAMES:
             continue
         boxes, dt = track.box_xyxy, np.maximum(np.diff(track.t_sec), 1e-6)
-        vx = _steady(np.diff((boxes[:, 0] + boxes[:, 2]) / 2) / dt)  # pixels/s
-        vy = _steady(np.diff((boxes[:, 1] + boxes[:, 3]) / 2) / dt)
+        cx, cy = _centres(boxes, 1.0, 1.0)  # pixels
+        vx, vy = _steady(np.diff(cx) / dt), _steady(np.diff(cy) / dt)
         height = max(float(np.median(boxes[:, 3] - boxes[:, 1])), 1.0)
         walking.append(abs(vx) / width >= WALK_MIN_SPEED or np.hypot(vx, vy) / height >= WALK_MIN_BODY_SPEED)
     return bool(walking) and 2 * sum(walking) >= len(walking)

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..decoding import STILL_VERBS, EvidenceBar
+from ..decoding import GAIT_VERBS, STILL_VERBS, EvidenceBar
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
@@ -228,7 +228,9 @@ def grounding_scores(windows: Sequence[WindowCaption]) -> dict[str, float]:
             "salient_objects": salient_total, "salient_recall": salient_named / max(salient_total, 1)}
 
 
-GAIT_VERBS = frozenset("walk walks walking walked run runs running ran jog jogs jogging stroll strolls strolling".split())
+# what a caption may say of someone who moves: the decoder's gait words (``decoding.GAIT_VERBS``)
+# and the rest of their family, which the decoder may also write
+MOVING_WORDS = GAIT_VERBS | frozenset("walked ran jog jogs jogging stroll strolls strolling".split())
 
 
 def posture_scores(windows: Sequence[WindowCaption], motion: dict[str, dict[str, str]]) -> dict[str, float]:
@@ -242,7 +244,7 @@ def posture_scores(windows: Sequence[WindowCaption], motion: dict[str, dict[str,
         if label not in ("moves", "still"):
             continue
         words = set(tokenize(w.caption))
-        wrong = bool(words & (STILL_VERBS if label == "moves" else GAIT_VERBS))
+        wrong = bool(words & (STILL_VERBS if label == "moves" else MOVING_WORDS))
         counted += 1
         moving += label == "moves"
         still += label == "still"
