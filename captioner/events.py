@@ -238,6 +238,21 @@ def motion_direction(track: TrackSummary) -> str | None:
     return "toward" if track.scale_rate > 0 else "away"
 
 
+def dominant_motion(frames: Sequence[FrameFeatures], frame_size: tuple[int, int],
+                    class_ids: set[int]) -> tuple[int, str] | None:
+    """(class id, direction) of the motion of ``class_ids``' tracks in ``frames`` with the most
+    track-frames (the rule that labels the next-event head's direction targets, applied to the
+    past), or None when none of them clearly moves. ``frames``: anything with ``t_sec`` and
+    ``detections``."""
+    weights: dict[tuple[int, str], int] = {}
+    for track in summarize_tracks(frames, frame_size):
+        direction = motion_direction(track) if track.class_id in class_ids else None
+        if direction is not None:
+            key = (track.class_id, direction)
+            weights[key] = weights.get(key, 0) + track.n_frames
+    return max(weights, key=weights.get) if weights else None
+
+
 def edge_side(box_xyxy, frame_size: tuple[int, int], velocity_xy: tuple[float, float], entering: bool) -> str | None:
     """The frame edge a box is at (within ``EDGE_MARGIN``), or None.
 

@@ -139,3 +139,40 @@ def test_evidence_bar_scores_and_calibration():
     # in video, a flicker seen in one frame of ten is not enough
     assert not EvidenceBar(min_share=0.3).passes(item(0.95, 0.2, True, share=0.1).objects)[0]
     assert EvidenceBar(min_share=0.3).passes(item(0.95, 0.2, True, share=0.5).objects)[0]
+
+
+def test_forecast_sentences_are_checked_against_what_happened(model, monkeypatch):
+    """Each sentence a live stream lists at a step with a full horizon is scored by its kind's
+    target at that step: here the future has the person in view, a leave (e.g. one of two people)
+    and motion to the left; steps without a full horizon are not scored."""
+    from types import SimpleNamespace
+
+    import captioner.stream as stream_module
+    from captioner.coco import CLASS_INDEX, NUM_CLASSES
+    from captioner.events import DIRECTIONS
+    from captioner.result import NextEvent
+    from captioner.training.eval import forecast_reliability
+    from frames import SIZE, box, frame
+
+    person = CLASS_INDEX["person"]
+    said = [NextEvent("the person will stay in view (0.90)", 0.9, "stay", "person"),
+            NextEvent("people will still be in view (0.80)", 0.8, "stay", "person"),
+            NextEvent("the person will probably leave (0.70)", 0.7, "leave", "person"),
+            NextEvent("the person will probably keep moving to the right (0.60)", 0.6, "move", "person", direction="right"),
+            NextEvent("another person may enter (0.50)", 0.5, "enter", "person")]
+    monkeypatch.setattr(stream_module, "forecast_next", lambda *args: said)
+    n = 10
+    frames = [frame(i, (box(100 + 10 * i, 180, 80, 160), "person", 1)) for i in range(n)]
+    for f in frames:
+        f.embedding = np.zeros(model.trained.model.cfg.embedding_dim, np.float32)
+    presence = np.zeros((n, NUM_CLASSES), np.float32)
+    presence[:, person] = 1.0
+    clip = SimpleNamespace(frame_size=SIZE, frames=frames, valid=np.arange(n) < 6, presence=presence,
+                           enter=np.zeros_like(presence), leave=presence.copy(),
+                           direction=np.full(n, DIRECTIONS.index("left")))
+    scores = forecast_reliability(model, [clip])
+    assert {k: (v["n"], v["came_true"]) for k, v in scores.items()} == {
+        "stay": (6, 0.0), "still in view": (6, 1.0), "leave": (6, 1.0), "enter": (6, 0.0), "appear": (0, 0.0),
+        "move": (6, 0.0)}
+    assert scores["stay"]["stated"] == pytest.approx(0.9)
+    assert "| move | 6 | 0.60 | 0.0% |" in format_table({"forecast_sentences": scores})

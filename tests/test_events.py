@@ -7,8 +7,8 @@ import pytest
 
 from captioner.coco import CLASS_INDEX
 from captioner.errors import OptionsError
-from captioner.events import (EDGE_MARGIN, Event, edge_side, motion_direction, mostly_walking, present_class_ids,
-                              summarize_tracks, window_events)
+from captioner.events import (EDGE_MARGIN, Event, dominant_motion, edge_side, motion_direction, mostly_walking,
+                              present_class_ids, summarize_tracks, window_events)
 from captioner.features import FrameFeatures
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
@@ -199,3 +199,17 @@ def test_walking_needs_half_of_the_tracks():
 
     assert mostly_walking(window(still=1), SIZE, PERSON)  # one of two walks
     assert not mostly_walking(window(still=2), SIZE, PERSON)  # one of three walks: the others may sit
+
+
+def test_dominant_motion_is_what_moves_now_with_the_most_track_frames():
+    car, person = CLASS_INDEX["car"], CLASS_INDEX["person"]
+    # one person walks right for 8 frames, two cars drive left for 6: the cars have 12 track-frames
+    frames = [frame(i, (box(100 + 40 * i, 200, 80, 160), "person", 1),
+                    *[(box(600 - 50 * i, 100 + 100 * k, 60, 40), "car", 10 + k) for k in range(2) if i < 6])
+              for i in range(8)]
+    assert dominant_motion(frames, SIZE, {car, person}) == (car, "left")
+    assert dominant_motion(frames, SIZE, {person}) == (person, "right")  # only the classes asked about
+    still = [frame(i, (box(300, 200, 80, 160), "person", 1)) for i in range(8)]
+    assert dominant_motion(still, SIZE, {person}) is None
+    growing = [frame(i, (box(320, 180, 40 * 1.15 ** i, 80 * 1.15 ** i), "person", 1)) for i in range(8)]
+    assert dominant_motion(growing, SIZE, {person}) == (person, "toward")

@@ -220,3 +220,43 @@ def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
     assert not seen["banned"][still_ids].any() and seen["bias"] is None
     race_ids = [vocab.stoi[w] for w in RACE_WORDS if w in vocab.stoi]
     assert race_ids and bool(seen["banned"][race_ids].all())
+
+
+def test_forecasts_speak_of_what_is_in_view_and_moves_now(model, monkeypatch):
+    """A person walks right across the view and out. While in view the forecast may say they keep
+    moving right (the head's direction is not used against the tracks); one missed detection
+    keeps them in view; two analysed frames without them and they are no longer "in view"."""
+    import numpy as np
+
+    import captioner.stream as stream_module
+    from captioner.coco import CLASS_INDEX
+    from captioner.features import FrameFeatures
+    from captioner.perception import Detections
+
+    person = CLASS_INDEX["person"]
+    emb, cell_dim = model.trained.model.cfg.embedding_dim, model.trained.model.cfg.cell_dim
+    seen = []
+    real = stream_module.forecast_events
+
+    def spy(presence, enter, leave, direction, present_now, leave_side, moving, *args, **kwargs):
+        seen.append((dict(present_now), moving))
+        return real(presence, enter, leave, direction, present_now, leave_side, moving, *args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "forecast_events", spy)
+    rng = np.random.default_rng(0)
+    stream = model.new_stream((640, 360), live=True)
+    for i in range(20):
+        if i < 12 or i == 13:  # frame 12: one missed detection; from frame 14 on: gone
+            x = 60 + 40 * i
+            det = Detections(np.array([[x, 60, x + 80, 340]], np.float32), np.array([0.9], np.float32),
+                             np.array([person], np.int32), np.array([1], np.int32),
+                             rng.normal(size=(1, emb)).astype(np.float32))
+        else:
+            det = Detections.empty()
+        update = stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
+                                                    rng.normal(size=(9, cell_dim)).astype(np.float32)))
+        assert all(e.kind != "move" or e.direction == "right" for e in update.next)
+    assert seen[11] == ({person: 1}, (person, "right"))  # walking right, in view
+    assert seen[12][0] == {person: 1}  # missed once: still in view
+    assert seen[15][0] == {} and seen[19][0] == {}  # walked out
+    assert not any(e.kind in ("stay", "move", "leave") for e in update.next)

@@ -13,7 +13,8 @@
   detector says; COCO objects and other nouns alike) and salient-object recall.
 * Held-out text-derived pairs; next-event micro-F1 (future class presence, threshold 0.5) and
   AUROC (enter, leave) on held-out clips, beside the persistence and constant-velocity baselines
-  computed on the same time steps.
+  computed on the same time steps; and the forecast sentences a live stream lists there, each
+  checked against what happened (stated probability vs share that came true).
 Captions come from the runtime's own ``Stream`` fed with the cached perception of each photo or
 clip. Everything is seeded; the same checkpoint and data give the same table.
 """
@@ -29,7 +30,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..coco import CLASS_INDEX
 from ..decoding import GAIT_VERBS, STILL_VERBS, EvidenceBar
+from ..events import DIRECTIONS
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
@@ -313,6 +316,35 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
     return out
 
 
+FORECAST_KINDS = ("stay", "still in view", "leave", "enter", "appear", "move")
+
+
+def forecast_reliability(model: Captioner, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
+    """Every forecast sentence a live stream lists, at every analysed frame of ``clips`` with a
+    full horizon, checked against what happened in the next ``HORIZON_SEC`` (the next-event
+    targets): "the person will stay in view" = the class is present then and none of its tracks
+    left; "cars will still be in view" (several) and "appear" = the class is present then;
+    "enter" / "leave" = a track of it enters / leaves; "keep moving left" = the future's dominant
+    motion is left. Per kind: how many were said, the mean probability they stated, and the share
+    that came true; for a calibrated forecast the last two agree."""
+    said: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in FORECAST_KINDS}
+    for clip in clips:
+        stream = model.new_stream(clip.frame_size, model.options, live=True)
+        for i, frame in enumerate(clip.frames):
+            update = stream.push_features(frame)
+            if not clip.valid[i]:
+                continue
+            for event in update.next:
+                c = CLASS_INDEX[event.class_name]
+                present, entered, left = clip.presence[i][c] > 0, clip.enter[i][c] > 0, clip.leave[i][c] > 0
+                kind = "still in view" if event.kind == "stay" and not event.text.startswith("the ") else event.kind
+                came_true = {"stay": present and not left, "still in view": present, "appear": present, "enter": entered,
+                             "leave": left, "move": DIRECTIONS[int(clip.direction[i])] == event.direction}[kind]
+                said[kind].append((event.probability, bool(came_true)))
+    return {kind: {"n": len(v), "stated": float(np.mean([p for p, _ in v])) if v else 0.0,
+                   "came_true": float(np.mean([t for _, t in v])) if v else 0.0} for kind, v in said.items()}
+
+
 def text_heldout(model: Captioner, pairs, max_videos: int = 600, seed: int = 0):
     """Caption pseudo-detections of held-out corpus videos; references = that video's kept sentences."""
     by_video: dict[str, list] = defaultdict(list)
@@ -388,6 +420,7 @@ def run_eval(model: Captioner, clips: Sequence[ClipData], text_pairs_test, clip_
     test = [c for c in clips if c.split == "test"]
     if test:
         report["next_event"] = next_event_scores(model, test)
+        report["forecast_sentences"] = forecast_reliability(model, test)
     return report
 
 
@@ -440,4 +473,10 @@ def format_table(report: dict) -> str:
             g = ne["presence gain"]
             lines += ["", f"Presence micro-F1, model minus {g['over']} (the better baseline): {g['gain']:+.3f}; "
                           f"95% bootstrap interval over the {g['clips']} held-out clips [{g['ci95_low']:+.3f}, {g['ci95_high']:+.3f}]."]
+    if "forecast_sentences" in report:
+        lines += ["", "| forecast sentences, every analysed frame of the held-out clips | said | mean stated probability | "
+                      "came true |", "|---|---|---|---|"]
+        for kind, r in report["forecast_sentences"].items():
+            lines.append(f"| {kind} | {r['n']} | {r['stated']:.2f} | {100 * r['came_true']:.1f}% |" if r["n"] else
+                         f"| {kind} | 0 | - | - |")
     return "\n".join(lines)
