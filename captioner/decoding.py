@@ -237,6 +237,20 @@ def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] |
     return out
 
 
+def join_repeated_nouns(tokens: list[str], word_class: dict[str, int]) -> list[str]:
+    """"a person and person are sitting" -> "two people are sitting": what the decoder learned from
+    captions whose "a man and a woman" became neutral words; "a dog and a dog" likewise."""
+    out = list(tokens)
+    for i in range(len(out) - 3):
+        if out[i] not in ("a", "an") or out[i + 1] not in word_class or out[i + 2] != "and":
+            continue
+        k = i + 4 if out[i + 3] in ("a", "an") else i + 3
+        name = COCO_CLASSES[word_class[out[i + 1]]]
+        if k < len(out) and out[k] == out[i + 1] == class_word(name):
+            return out[:i] + ["two", class_word(name, 2)] + join_repeated_nouns(out[k + 1:], word_class)
+    return out
+
+
 # ---- captions that name their subject -----------------------------------------------------------
 
 QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line bunch pack".split())
@@ -259,6 +273,38 @@ RIDE_VERBS = frozenset("ride rides riding rode".split())  # "riding a car": one 
 # was ordinary traffic or horses running free ("two cars are racing" on a highway). Not said of
 # video windows; photos keep them (their human captions say "a dog races", and there is one frame).
 RACE_WORDS = frozenset("race races racing raced racer racers".split())
+
+
+DRIVE_VERBS = frozenset("drive drives driving drove".split())
+ON_OR_IN_SHARE = 0.3  # of the smaller box inside the other: a board under the feet, a rider on a horse, a driver in a car
+
+
+def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
+                          frames_boxes: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """False when the sentence says its subject rides or drives a thing ("a person is driving a
+    car", "a person is riding a motorcycle") but no box of the subject's class ever overlaps a
+    box of that thing by ``ON_OR_IN_SHARE`` of the smaller one: the person the detector saw walks
+    past the car. ``frames_boxes``: per frame (box_xyxy (n, 4), class_id (n,)). True when the
+    sentence says no such thing or names no subject."""
+    verb = next((i for i, t in enumerate(tokens) if t in RIDE_VERBS or t in DRIVE_VERBS), None)
+    if verb is None:
+        return True
+    subject = next((word_class[t] for t in reversed(tokens[:verb]) if t in word_class), None)
+    ridden = next((word_class[t] for t in tokens[verb + 1:verb + 5] if t in word_class), None)
+    if subject is None or ridden is None or subject == ridden:
+        return True
+    for boxes, classes in frames_boxes:
+        riders, things = boxes[classes == subject], boxes[classes == ridden]
+        if len(riders) == 0 or len(things) == 0:
+            continue
+        w = np.clip(np.minimum(riders[:, None, 2], things[None, :, 2]) - np.maximum(riders[:, None, 0], things[None, :, 0]), 0, None)
+        h = np.clip(np.minimum(riders[:, None, 3], things[None, :, 3]) - np.maximum(riders[:, None, 1], things[None, :, 1]), 0, None)
+        rider_area = (riders[:, 2] - riders[:, 0]) * (riders[:, 3] - riders[:, 1])
+        thing_area = (things[:, 2] - things[:, 0]) * (things[:, 3] - things[:, 1])
+        smaller = np.maximum(np.minimum(rider_area[:, None], thing_area[None, :]), 1e-6)
+        if ((w * h) / smaller >= ON_OR_IN_SHARE).any():
+            return True
+    return False
 
 
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:

@@ -30,7 +30,8 @@ from .checkpoint import TrainedModel
 from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES, STATIC_CLASSES
 from .colours import COLOUR_WORDS, allowed_words, joined_colours_fit, window_colours
 from .decoding import (GAIT_BONUS, GAIT_VERBS, RACE_WORDS, STILL_VERBS, beam_search, forecast_events,
-                       in_view_caption, is_complete, misplaces_an_object, names_its_subject, strip_scene_phrases)
+                       in_view_caption, is_complete, join_repeated_nouns, misplaces_an_object, names_its_subject,
+                       rides_what_it_touches, strip_scene_phrases)
 from .events import dominant_motion, mostly_walking
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
@@ -93,7 +94,10 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
       only when one box shows both (``colours.py``);
     - of video, no race (``decoding.RACE_WORDS``), and no posture ("sitting", "standing") of
       people or animals who mostly walk (``events.mostly_walking``; ``frame_size``: (width,
-      height) pixels, None for frames without a picture, whose motion cannot be checked).
+      height) pixels, None for frames without a picture, whose motion cannot be checked);
+    - "riding" / "driving" a thing only when a box of the subject lies on or in one of that
+      thing's in some frame (``decoding.rides_what_it_touches``);
+    - "a person and person" reads "two people" (``decoding.join_repeated_nouns``).
     """
     model = trained.model
     named = grounded_objects(trained, frames)
@@ -125,12 +129,14 @@ def describe_window(trained: TrainedModel, frames: list[AnalysedFrame], options:
     counts = class_counts(frames, named.class_ids)
     surest = [COCO_CLASSES[c] for c in salient_classes(named)] or [COCO_CLASSES[int(named.class_ids[0])]]
     caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0  # when no decoded sentence reads true
+    boxes = [(f.detections.box_xyxy, f.detections.class_id) for f in frames]
     for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
         tokens = vocab.decode_tokens(hyp.ids)
         if len(frames) > 1:  # scene words ("beach", "shirt") only of a still picture: on video their phrases go
             tokens = strip_scene_phrases(tokens, scene)
+        tokens = join_repeated_nouns(tokens, word_class) if tokens else tokens
         if (tokens and is_complete(tokens) and names_its_subject(tokens, nouns) and joined_colours_fit(tokens, box_bits)
-                and not misplaces_an_object(tokens, word_class)):
+                and not misplaces_an_object(tokens, word_class) and rides_what_it_touches(tokens, word_class, boxes)):
             caption, confidence = detokenize(tokens), hyp.confidence
             break
     track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)

@@ -346,3 +346,44 @@ def test_in_view_caption_names_what_passed_the_bar():
     assert in_view_caption([("tv", 1)]) == "a television is in view"
     assert in_view_caption([("person", 2), ("dog", 1)]) == "two people and a dog are in view"
     assert in_view_caption([("umbrella", 1), ("car", 9), ("bus", 1)]) == "an umbrella and several cars are in view"
+
+
+def test_a_person_and_person_reads_two_people():
+    from captioner.decoding import join_repeated_nouns
+
+    word_class = {"person": CLASS_INDEX["person"], "people": CLASS_INDEX["person"], "dog": CLASS_INDEX["dog"]}
+
+    def join(text: str) -> str:
+        return " ".join(join_repeated_nouns(text.split(), word_class))
+
+    assert join("a person and person are sitting on a table") == "two people are sitting on a table"
+    assert join("a dog and a dog play in the grass") == "two dogs play in the grass"
+    assert join("a person and a dog are running") == "a person and a dog are running"  # different things
+    assert join("a person and person sit near a dog and dog") == "two people sit near two dogs"
+    assert join("people and people") == "people and people"  # only "a X and (a) X"
+
+
+def test_riding_or_driving_needs_the_rider_on_or_in_the_thing():
+    """"a person is driving a car" of a pedestrian whose box never meets the car's is false; a
+    rider whose box overlaps the motorcycle's (or a driver inside a car) is not."""
+    import numpy as np
+
+    from captioner.decoding import rides_what_it_touches
+
+    person, car, motorcycle = CLASS_INDEX["person"], CLASS_INDEX["car"], CLASS_INDEX["motorcycle"]
+    word_class = {"person": person, "car": car, "motorcycle": motorcycle}
+
+    def frame(*objects):
+        return (np.array([o[1] for o in objects], np.float32).reshape(-1, 4), np.array([o[0] for o in objects], np.int32))
+
+    walking_past = [frame((person, (10, 10, 40, 90)), (car, (200, 100, 400, 220))) for _ in range(4)]
+    riding = [frame((person, (100, 20, 160, 150)), (motorcycle, (90, 100, 180, 200)))]
+    driver = [frame((person, (250, 110, 290, 160)), (car, (200, 100, 400, 220)))]
+    drives = "a person is driving a car".split()
+    rides = "a person is riding a motorcycle".split()
+    assert not rides_what_it_touches(drives, word_class, walking_past)
+    assert not rides_what_it_touches(rides, word_class, walking_past)  # no motorcycle box at all
+    assert rides_what_it_touches(rides, word_class, riding)
+    assert rides_what_it_touches(drives, word_class, driver)
+    assert rides_what_it_touches("a car is driving".split(), word_class, walking_past)  # no rider named
+    assert rides_what_it_touches("a person is walking".split(), word_class, walking_past)
