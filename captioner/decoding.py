@@ -285,7 +285,8 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
     car", "a person is riding a motorcycle") but no box of the subject's class ever overlaps a
     box of that thing by ``ON_OR_IN_SHARE`` of the smaller one: the person the detector saw walks
     past the car. ``frames_boxes``: per frame (box_xyxy (n, 4), class_id (n,)). True when the
-    sentence says no such thing or names no subject."""
+    sentence says no such thing, names no subject, or no frame has boxes of both (nothing to
+    check: e.g. inputs without boxes)."""
     verb = next((i for i, t in enumerate(tokens) if t in RIDE_VERBS or t in DRIVE_VERBS), None)
     if verb is None:
         return True
@@ -293,10 +294,12 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
     ridden = next((word_class[t] for t in tokens[verb + 1:verb + 5] if t in word_class), None)
     if subject is None or ridden is None or subject == ridden:
         return True
+    seen_together = False
     for boxes, classes in frames_boxes:
         riders, things = boxes[classes == subject], boxes[classes == ridden]
         if len(riders) == 0 or len(things) == 0:
             continue
+        seen_together = True
         w = np.clip(np.minimum(riders[:, None, 2], things[None, :, 2]) - np.maximum(riders[:, None, 0], things[None, :, 0]), 0, None)
         h = np.clip(np.minimum(riders[:, None, 3], things[None, :, 3]) - np.maximum(riders[:, None, 1], things[None, :, 1]), 0, None)
         rider_area = (riders[:, 2] - riders[:, 0]) * (riders[:, 3] - riders[:, 1])
@@ -304,7 +307,7 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
         smaller = np.maximum(np.minimum(rider_area[:, None], thing_area[None, :]), 1e-6)
         if ((w * h) / smaller >= ON_OR_IN_SHARE).any():
             return True
-    return False
+    return not seen_together
 
 
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
