@@ -419,11 +419,15 @@ def forecast_events(
     changes: list[NextEvent] = []
     steady: list[NextEvent] = []
     floor = MIN_FORECAST_PROBABILITY
+    leaving = set()
     for c in present_now:
         p_leave = leave[c]
         if p_leave >= max(floor, MIN_LEAVE_PROBABILITY):
+            leaving.add(c)
             side = leave_side.get(c)
-            noun = ("the " + class_word(COCO_CLASSES[c], present_now[c]))
+            # a leave is any one of them leaving: "the cars will leave" would say all of them do
+            noun = "the " + class_word(COCO_CLASSES[c]) if present_now[c] == 1 else \
+                "one of the " + class_word(COCO_CLASSES[c], present_now[c])
             where = f" on the {side}" if side in ("left", "right") else (" at the top" if side == "top" else
                                                                          " at the bottom" if side == "bottom" else "")
             verb = "leave the view" if not where else "leave"
@@ -440,7 +444,7 @@ def forecast_events(
             noun = _article(class_word(COCO_CLASSES[c]))
             changes.append(NextEvent(f"{noun} {_likelihood_words(p)} appear ({p:.2f})", round(p, 4), "appear",
                                      COCO_CLASSES[c], horizon_sec=horizon_sec))
-        elif c in present_now:
+        elif c in present_now and not (present_now[c] == 1 and c in leaving):  # (staying = not leaving, turned round)
             if present_now[c] == 1:  # that one stays: it is there then, and does not leave first
                 p = p * (1.0 - leave[c])
                 text = f"the {class_word(COCO_CLASSES[c])} {_likelihood_words(p)} stay in view ({p:.2f})"
