@@ -18,6 +18,7 @@ analysed frame; the segments it closes are the ones offline captioning writes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from .vocab import detokenize
 NOTHING_SEEN = "no objects the detector knows are in view"
 ANIMATE_IDS = frozenset(CLASS_INDEX[name] for name in ANIMATE_CLASSES)
 MOTION_SEC = 2.0  # "moving left now": the tracks of the last 2 s (8 analysed frames)
+PRIOR_HORIZONS = 10.0  # the head's enter probability counts as this many horizons of observation
 MOVING_SPEED = 0.05  # frame-widths per second; slower is not "moving"
 
 
@@ -162,7 +164,8 @@ def class_counts(frames: list[AnalysedFrame], classes: np.ndarray) -> dict[str, 
 
 
 @torch.no_grad()
-def forecast_next(trained: TrainedModel, history: list[AnalysedFrame], frame_size: tuple[int, int]) -> list[NextEvent]:
+def forecast_next(trained: TrainedModel, history: list[AnalysedFrame], frame_size: tuple[int, int],
+                  arrivals: Arrivals | None = None) -> list[NextEvent]:
     """What happens in the next ``horizon_sec``, from the last ``HISTORY_FRAMES`` analysed frames
     (``frame_size``: (width, height) pixels). Only classes with enough evidence in that history
     may be named; "the X will stay / leave" only of what is in view now (``visible_now``); "the X
@@ -181,8 +184,46 @@ def forecast_next(trained: TrainedModel, history: list[AnalysedFrame], frame_siz
     # the head's own direction was right only 18 % of the time on held-out clips when it was
     # sure (>= 0.4); said only where it agrees with the motion measured now, 78 % (model card)
     moving = dominant_motion([f for f in frames if f.t_sec >= last.t_sec - MOTION_SEC], frame_size, movers)
-    return forecast_events(probs.presence, probs.enter, probs.leave, probs.direction, present_now, leave_side,
+    enter = arrivals.blend(probs.enter, model.cfg.horizon_sec) if arrivals is not None else probs.enter
+    return forecast_events(probs.presence, enter, probs.leave, probs.direction, present_now, leave_side,
                            moving, model.cfg.horizon_sec, evidenced)
+
+
+class Arrivals:
+    """How often new objects of each class have arrived in this source so far: new confirmed
+    track ids (what the next-event targets count as "enter") since the stream's first frame.
+
+    The head's enter probability is learned from the training clips' pace; a source has its own
+    ("another person may enter (0.5)" every frame of an office where one person arrives a
+    minute). ``blend`` weighs the head's probability against this source's observed rate as
+    ``PRIOR_HORIZONS`` horizons against the horizons watched so far."""
+
+    def __init__(self) -> None:
+        self.first_t: float | None = None
+        self.last_t = 0.0
+        self.seen: set[int] = set()
+        self.count: dict[int, int] = {}
+
+    def add(self, frame: AnalysedFrame) -> None:
+        self.first_t = frame.t_sec if self.first_t is None else self.first_t
+        self.last_t = frame.t_sec
+        det = frame.detections
+        for tid, c in zip(det.track_id.tolist(), det.class_id.tolist()):
+            if tid >= 0 and tid not in self.seen:
+                self.seen.add(tid)
+                if frame.t_sec > self.first_t:  # what is there at the start did not arrive
+                    self.count[c] = self.count.get(c, 0) + 1
+
+    def blend(self, enter: list[float], horizon_sec: float) -> list[float]:
+        watched = 0.0 if self.first_t is None else (self.last_t - self.first_t) / horizon_sec
+        if watched <= 0:
+            return list(enter)
+        out = []
+        for c, p_head in enumerate(enter):
+            rate = self.count.get(c, 0) / (watched * horizon_sec)  # arrivals per second
+            p_seen = 1.0 - math.exp(-rate * horizon_sec)  # at least one in a horizon, at that rate
+            out.append((PRIOR_HORIZONS * p_head + watched * p_seen) / (PRIOR_HORIZONS + watched))
+        return out
 
 
 def visible_now(recent: list[AnalysedFrame], classes: set[int]) -> dict[int, int]:
@@ -218,6 +259,7 @@ class Stream:
         self.window_start = 0.0
         # enough analysed frames for the forecast and the live preview window
         self.recent: deque[AnalysedFrame] = deque()
+        self.arrivals = Arrivals()
         self.caption, self.next = "", []
         self.last_analysed: AnalysedFrame | None = None
         self._preview_t = -float("inf")
@@ -271,6 +313,7 @@ class Stream:
                 segment = self._close(self.window_start + self.options.window_sec)
             self.window_start += self.options.window_sec
         analysed = self._encode(frame)
+        self.arrivals.add(analysed)
         self.window.append(analysed)
         self.recent.append(analysed)
         keep_sec = max(self.options.window_sec, HISTORY_FRAMES / self.analysis_fps)
@@ -279,7 +322,7 @@ class Stream:
         self.last_analysed = analysed
         changed = False
         if self.live:
-            self.next = forecast_next(self.trained, list(self.recent), self.frame_size)
+            self.next = forecast_next(self.trained, list(self.recent), self.frame_size, self.arrivals)
             if frame.t_sec - self._preview_t >= self.options.caption_every_sec:
                 preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
                 caption, _, _ = describe_window(self.trained, preview, self.options, self.frame_size)
@@ -312,7 +355,7 @@ class Stream:
         caption, confidence, evidence = describe_window(self.trained, self.window, self.options, self.frame_size)
         # the forecast as of the window's last frame (live streams computed exactly this already)
         history = [f for f in self.recent if f.t_sec <= self.window[-1].t_sec]
-        next_events = self.next if self.live else forecast_next(self.trained, history, self.frame_size)
+        next_events = self.next if self.live else forecast_next(self.trained, history, self.frame_size, self.arrivals)
         segment = Segment(round(self.window_start, 3), round(end_sec, 3), caption, confidence, next_events, evidence)
         if not self.live:
             self.caption, self.next = caption, next_events

@@ -260,3 +260,32 @@ def test_forecasts_speak_of_what_is_in_view_and_moves_now(model, monkeypatch):
     assert seen[12][0] == {person: 1}  # missed once: still in view
     assert seen[15][0] == {} and seen[19][0] == {}  # walked out
     assert not any(e.kind in ("stay", "move", "leave") for e in update.next)
+
+
+def test_enter_forecasts_learn_the_pace_of_this_source():
+    """The head says 0.5 for "another person may enter". In a room where one new person arrived in
+    a minute the stream's own rate (1 - exp(-3 s / 60 s) = 0.05) outweighs it after a while; on a
+    road where a car arrives every second it rises; before any watching it is the head's."""
+    import math
+
+    import numpy as np
+
+    from captioner.coco import CLASS_INDEX, NUM_CLASSES
+    from captioner.stream import PRIOR_HORIZONS, Arrivals
+    from frames import box, frame
+
+    person, car = CLASS_INDEX["person"], CLASS_INDEX["car"]
+    head = [0.0] * NUM_CLASSES
+    head[person] = head[car] = 0.5
+    office, road = Arrivals(), Arrivals()
+    assert office.blend(head, 3.0) == head
+    for i in range(241):  # 60 s at 4 fps
+        office.add(frame(i, (box(300, 180, 80, 160), "person", 1 if i < 120 else 2)))  # a second person at 30 s
+        road.add(frame(i, (box(100 + 20 * (i % 4), 100, 60, 40), "car", 100 + i // 4)))  # a new car every second
+    watched = 60.0 / 3.0
+    p_office = 1 - math.exp(-3.0 / 60.0)
+    expected = (PRIOR_HORIZONS * 0.5 + watched * p_office) / (PRIOR_HORIZONS + watched)
+    assert office.blend(head, 3.0)[person] == pytest.approx(expected) and expected < 0.3  # not listed
+    assert road.blend(head, 3.0)[car] > 0.6
+    assert office.count == {person: 1} and road.count == {car: 60}  # the first frame's objects did not arrive
+    assert np.allclose(office.blend(head, 3.0)[car], PRIOR_HORIZONS * 0.5 / (PRIOR_HORIZONS + watched))
