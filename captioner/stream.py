@@ -198,10 +198,12 @@ class Arrivals:
     minute). ``blend`` weighs the head's probability against this source's observed rate as
     ``PRIOR_HORIZONS`` horizons against the horizons watched so far."""
 
+    FORGET_SEC = 60.0  # a track id unseen this long is gone for good (the tracker drops lost tracks in seconds)
+
     def __init__(self) -> None:
         self.first_t: float | None = None
         self.last_t = 0.0
-        self.seen: set[int] = set()
+        self.seen: dict[int, float] = {}  # track id -> when last seen (bounded: a webcam may run for days)
         self.count: dict[int, int] = {}
 
     def add(self, frame: AnalysedFrame) -> None:
@@ -209,10 +211,12 @@ class Arrivals:
         self.last_t = frame.t_sec
         det = frame.detections
         for tid, c in zip(det.track_id.tolist(), det.class_id.tolist()):
-            if tid >= 0 and tid not in self.seen:
-                self.seen.add(tid)
-                if frame.t_sec > self.first_t:  # what is there at the start did not arrive
+            if tid >= 0:
+                if tid not in self.seen and frame.t_sec > self.first_t:  # what is there at the start did not arrive
                     self.count[c] = self.count.get(c, 0) + 1
+                self.seen[tid] = frame.t_sec
+        if len(self.seen) > 1000:
+            self.seen = {tid: t for tid, t in self.seen.items() if t >= frame.t_sec - self.FORGET_SEC}
 
     def blend(self, enter: list[float], horizon_sec: float) -> list[float]:
         watched = 0.0 if self.first_t is None else (self.last_t - self.first_t) / horizon_sec

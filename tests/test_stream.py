@@ -289,3 +289,6 @@ def test_enter_forecasts_learn_the_pace_of_this_source():
     assert road.blend(head, 3.0)[car] > 0.6
     assert office.count == {person: 1} and road.count == {car: 60}  # the first frame's objects did not arrive
     assert np.allclose(office.blend(head, 3.0)[car], PRIOR_HORIZONS * 0.5 / (PRIOR_HORIZONS + watched))
+    for i in range(241, 4801):  # 20 minutes of that road: the ids remembered stay bounded
+        road.add(frame(i, (box(100, 100, 60, 40), "car", 100 + i // 4)))
+    assert road.count == {car: 1200} and len(road.seen) <= 1000
