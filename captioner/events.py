@@ -253,6 +253,32 @@ def dominant_motion(frames: Sequence[FrameFeatures], frame_size: tuple[int, int]
     return max(weights, key=weights.get) if weights else None
 
 
+def seconds_in_view(track: TrackSummary, frame_size: tuple[int, int], horizon_sec: float) -> float:
+    """Seconds (<= horizon) before the box centre, moving at the track's fitted velocity from its
+    last position, crosses the frame border."""
+    width, height = _check_size(frame_size)
+    x1, y1, x2, y2 = track.last_box_xyxy
+    centre = ((x1 + x2) / (2 * width), (y1 + y2) / (2 * height))
+    t_exit = horizon_sec
+    for c, v in zip(centre, track.velocity_xy):
+        if v > 0:
+            t_exit = min(t_exit, (1.0 - c) / v)
+        elif v < 0:
+            t_exit = min(t_exit, c / -v)
+    return max(t_exit, 0.0)
+
+
+def heading_out(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], horizon_sec: float,
+                live_sec: float = 0.5) -> set[int]:
+    """Classes with a track seen in the last ``live_sec`` whose centre, kept at its fitted
+    velocity over ``frames``, leaves the frame within ``horizon_sec``."""
+    if not frames:
+        return set()
+    end = frames[-1].t_sec
+    return {t.class_id for t in summarize_tracks(frames, frame_size)
+            if t.last_t_sec >= end - live_sec and seconds_in_view(t, frame_size, horizon_sec) < horizon_sec}
+
+
 def edge_side(box_xyxy, frame_size: tuple[int, int], velocity_xy: tuple[float, float], entering: bool) -> str | None:
     """The frame edge a box is at (within ``EDGE_MARGIN``), or None.
 

@@ -33,7 +33,7 @@ from .colours import COLOUR_WORDS, allowed_words, joined_colours_fit, window_col
 from .decoding import (GAIT_BONUS, GAIT_VERBS, RACE_WORDS, STILL_VERBS, beam_search, forecast_events,
                        in_view_caption, is_complete, join_repeated_nouns, misplaces_an_object, names_its_subject,
                        rides_what_it_touches, strip_scene_phrases)
-from .events import dominant_motion, mostly_walking
+from .events import dominant_motion, heading_out, mostly_walking
 from .features import FrameFeatures, PerceptionStream
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
@@ -47,6 +47,7 @@ NOTHING_SEEN = "no objects the detector knows are in view"
 ANIMATE_IDS = frozenset(CLASS_INDEX[name] for name in ANIMATE_CLASSES)
 MOTION_SEC = 2.0  # "moving left now": the tracks of the last 2 s (8 analysed frames)
 PRIOR_HORIZONS = 10.0  # the head's enter probability counts as this many horizons of observation
+EXIT_WEIGHT = 0.5  # leave = 1 - (1 - head) x (1 - this) for a class heading out of the frame
 MOVING_SPEED = 0.05  # frame-widths per second; slower is not "moving"
 
 
@@ -185,7 +186,11 @@ def forecast_next(trained: TrainedModel, history: list[AnalysedFrame], frame_siz
     # sure (>= 0.4); said only where it agrees with the motion measured now, 78 % (model card)
     moving = dominant_motion([f for f in frames if f.t_sec >= last.t_sec - MOTION_SEC], frame_size, movers)
     enter = arrivals.blend(probs.enter, model.cfg.horizon_sec) if arrivals is not None else probs.enter
-    return forecast_events(probs.presence, enter, probs.leave, probs.direction, present_now, leave_side,
+    # the head rarely sees an exit coming; a track whose steady motion takes it out of the frame
+    # within the horizon is half of a leave on its own (model card: leave AUROC of what is in view)
+    exiting = heading_out(frames, frame_size, model.cfg.horizon_sec)
+    leave = [1.0 - (1.0 - p) * (1.0 - EXIT_WEIGHT) if c in exiting else p for c, p in enumerate(probs.leave)]
+    return forecast_events(probs.presence, enter, leave, probs.direction, present_now, leave_side,
                            moving, model.cfg.horizon_sec, evidenced)
 
 

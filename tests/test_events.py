@@ -7,8 +7,8 @@ import pytest
 
 from captioner.coco import CLASS_INDEX
 from captioner.errors import OptionsError
-from captioner.events import (EDGE_MARGIN, Event, dominant_motion, edge_side, motion_direction, mostly_walking,
-                              present_class_ids, summarize_tracks, window_events)
+from captioner.events import (EDGE_MARGIN, Event, dominant_motion, edge_side, heading_out, motion_direction,
+                              mostly_walking, present_class_ids, summarize_tracks, window_events)
 from captioner.features import FrameFeatures
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
@@ -213,3 +213,17 @@ def test_dominant_motion_is_what_moves_now_with_the_most_track_frames():
     assert dominant_motion(still, SIZE, {person}) is None
     growing = [frame(i, (box(320, 180, 40 * 1.15 ** i, 80 * 1.15 ** i), "person", 1)) for i in range(8)]
     assert dominant_motion(growing, SIZE, {person}) == (person, "toward")
+
+
+def test_heading_out_is_a_live_track_whose_steady_motion_leaves_the_frame_within_the_horizon():
+    person, car = CLASS_INDEX["person"], CLASS_INDEX["car"]
+    # a person 100 px from the right edge walking right at 160 px/s: out in about 0.6 s
+    near_edge = [frame(i, (box(380 + 40 * i, 200, 80, 160), "person", 1), (box(200, 100, 60, 40), "car", 2))
+                 for i in range(6)]
+    assert heading_out(near_edge, SIZE, 3.0) == {person}  # the parked car is not
+    assert heading_out(near_edge[:2], SIZE, 0.5) == set()  # 0.5 s is too soon for it
+    # the same walk seen long ago (not in the last 0.5 s): no live track
+    gone = near_edge[:3] + [frame(i) for i in range(3, 8)]
+    assert heading_out(gone, SIZE, 3.0) == set()
+    assert heading_out([], SIZE, 3.0) == set()
+    assert car not in heading_out([frame(i, (box(300, 100 + i, 60, 40), "car", 2)) for i in range(8)], SIZE, 3.0)

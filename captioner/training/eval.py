@@ -32,11 +32,12 @@ import torch
 
 from ..coco import CLASS_INDEX
 from ..decoding import GAIT_VERBS, STILL_VERBS, EvidenceBar
-from ..events import DIRECTIONS
+from ..events import DIRECTIONS, heading_out
+from ..model import HISTORY_FRAMES
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
-from ..stream import NOTHING_SEEN, AnalysedFrame, Arrivals, Stream, describe_window
+from ..stream import EXIT_WEIGHT, NOTHING_SEEN, AnalysedFrame, Arrivals, Stream, describe_window
 from ..vocab import tokenize
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_motion, load_presence, window_truth
@@ -277,7 +278,7 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
     """Model vs baselines on every time step of held-out clips that has a full horizon. The model
     runs over the whole clip at once: at each step its inputs (the LSTM state, and presence
     statistics of the last ``HISTORY_FRAMES`` tokens) are exactly a stream's at that frame."""
-    names = ("model", "model, enter x arrival rate", "persistence", "constant velocity")
+    names = ("model", "model as a stream lists it", "persistence", "constant velocity")
     per_clip = []  # one {"target" | name: {"presence" | "enter" | "leave": (steps, C)}} per clip
     for clip in clips:
         x = torch.from_numpy(clip.tokens)[None]
@@ -287,7 +288,8 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
             predicted = {k: torch.sigmoid(getattr(logits, k)[0]).numpy() for k in ("presence", "enter", "leave")}
         times = clip.times_sec
         collected = defaultdict(lambda: defaultdict(list))
-        arrivals, blended = Arrivals(), []  # what a stream lists: the head's enter weighed by this clip's pace
+        arrivals, blended = Arrivals(), []  # what a stream lists: enter weighed by this clip's pace, leave by
+        # tracks heading out (``stream.forecast_next``)
         for i, frame in enumerate(clip.frames):
             arrivals.add(frame)
             blended.append(arrivals.blend(predicted["enter"][i].tolist(), HORIZON_SEC))
@@ -296,10 +298,14 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
             past = clip.frames[lo:i + 1]
             baselines = {"persistence": persistence_baseline(past, clip.frame_size, HORIZON_SEC),
                          "constant velocity": constant_velocity_baseline(past, clip.frame_size, HORIZON_SEC)}
+            exiting = list(heading_out(clip.frames[max(0, i + 1 - HISTORY_FRAMES):i + 1], clip.frame_size, HORIZON_SEC))
+            listed = {"presence": predicted["presence"][i], "enter": np.asarray(blended[i], np.float32),
+                      "leave": predicted["leave"][i].copy()}
+            listed["leave"][exiting] = 1.0 - (1.0 - listed["leave"][exiting]) * (1.0 - EXIT_WEIGHT)
             for key in ("presence", "enter", "leave"):
                 collected["target"][key].append(getattr(clip, key)[i])
                 collected["model"][key].append(predicted[key][i])
-                collected[names[1]][key].append(np.asarray(blended[i], np.float32) if key == "enter" else predicted[key][i])
+                collected[names[1]][key].append(listed[key])
                 for name, scores in baselines.items():
                     collected[name][key].append(getattr(scores, key))
         if collected:
@@ -470,7 +476,7 @@ def format_table(report: dict) -> str:
         ne = report["next_event"]
         lines += ["", f"| next event ({HORIZON_SEC:.0f} s ahead, {ne['steps']['n']} held-out time steps) | presence micro-F1 | enter AUROC | leave AUROC |",
                   "|---|---|---|---|"]
-        for name in ("model", "model, enter x arrival rate", "persistence", "constant velocity"):
+        for name in ("model", "model as a stream lists it", "persistence", "constant velocity"):
             if name in ne:
                 r = ne[name]
                 lines.append(f"| {name} | {r['presence micro-F1']:.3f} | {r['enter AUROC']:.3f} | {r['leave AUROC']:.3f} |")

@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from ..coco import NUM_CLASSES
-from ..events import DIRECTIONS, TrackSummary, edge_side, motion_direction, present_class_ids, summarize_tracks
+from ..events import (DIRECTIONS, TrackSummary, edge_side, motion_direction, present_class_ids, seconds_in_view,
+                      summarize_tracks)
 from ..features import FrameFeatures
 
 log = logging.getLogger(__name__)
@@ -159,21 +160,6 @@ def persistence_baseline(
     return NextEventScores(np.clip(presence, 0, 1), enter, leave, probs)
 
 
-def _time_in_view(track: TrackSummary, frame_size: tuple[int, int], horizon_sec: float) -> float:
-    """Seconds (<= horizon) before the box centre, moving at constant velocity from its last
-    position, crosses the frame border."""
-    width, height = frame_size
-    x1, y1, x2, y2 = track.last_box_xyxy
-    centre = ((x1 + x2) / (2 * width), (y1 + y2) / (2 * height))
-    t_exit = horizon_sec
-    for c, v in zip(centre, track.velocity_xy):
-        if v > 0:
-            t_exit = min(t_exit, (1.0 - c) / v)
-        elif v < 0:
-            t_exit = min(t_exit, c / -v)
-    return max(t_exit, 0.0)
-
-
 def constant_velocity_baseline(
     past: Sequence[FrameFeatures], frame_size: tuple[int, int], horizon_sec: float = HORIZON_SEC
 ) -> NextEventScores:
@@ -193,7 +179,7 @@ def constant_velocity_baseline(
         return NextEventScores(presence, enter, leave, base.direction_probs)
     live = _ids_since(past, past[-1].t_sec - END_SEC)
     tracks = [t for t in summarize_tracks(past, frame_size) if t.track_id in live]
-    in_view = [_time_in_view(t, frame_size, horizon_sec) for t in tracks]
+    in_view = [seconds_in_view(t, frame_size, horizon_sec) for t in tracks]
     stays = {t.class_id: False for t in tracks}
     for track, seconds in zip(tracks, in_view):
         if seconds < horizon_sec:
