@@ -276,7 +276,18 @@ def heading_out(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], ho
         return set()
     end = frames[-1].t_sec
     return {t.class_id for t in summarize_tracks(frames, frame_size)
-            if t.last_t_sec >= end - live_sec and seconds_in_view(t, frame_size, horizon_sec) < horizon_sec}
+            if t.last_t_sec >= end - live_sec and not _coming_in(t, frame_size)
+            and seconds_in_view(t, frame_size, horizon_sec) < horizon_sec}
+
+
+def _coming_in(track: TrackSummary, frame_size: tuple[int, int]) -> bool:
+    """True when the track's last box is cut by a frame edge and its centre moves away from that
+    edge: someone walking in from the bottom, whose visible centre rises as more of them shows."""
+    width, height = _check_size(frame_size)
+    x1, y1, x2, y2 = track.last_box_xyxy
+    vx, vy = track.velocity_xy
+    return ((x1 <= CLIP_TOL_PX and vx > 0) or (x2 >= width - CLIP_TOL_PX and vx < 0)
+            or (y1 <= CLIP_TOL_PX and vy > 0) or (y2 >= height - CLIP_TOL_PX and vy < 0))
 
 
 def edge_side(box_xyxy, frame_size: tuple[int, int], velocity_xy: tuple[float, float], entering: bool) -> str | None:

@@ -227,3 +227,7 @@ def test_heading_out_is_a_live_track_whose_steady_motion_leaves_the_frame_within
     assert heading_out(gone, SIZE, 3.0) == set()
     assert heading_out([], SIZE, 3.0) == set()
     assert car not in heading_out([frame(i, (box(300, 100 + i, 60, 40), "car", 2)) for i in range(8)], SIZE, 3.0)
+    # walking in from the bottom: the box is cut by the bottom edge and its visible centre rises
+    # fast as more of the person shows; that is coming in, not heading out through the top
+    coming_in = [frame(i, (box(300, 400 - 60 * i, 80, 200), "person", 1)) for i in range(3)]
+    assert heading_out(coming_in, SIZE, 3.0) == set()
