@@ -19,6 +19,7 @@ import torch
 from .coco import ANIMATE_CLASSES, COCO_CLASSES, HANDHELD_CLASSES, STATIC_CLASSES, class_word
 from .colours import COLOUR_WORDS
 from .events import DIRECTIONS
+from .perception import box_overlaps
 from .result import NextEvent
 from .tokens import SLOT_AREA, SLOT_CONF, SLOT_SHARE, SLOT_TRACKED, WindowObjects
 from .vocab import BOS_ID, EOS_ID, Vocabulary
@@ -300,12 +301,9 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
         if len(riders) == 0 or len(things) == 0:
             continue
         seen_together = True
-        w = np.clip(np.minimum(riders[:, None, 2], things[None, :, 2]) - np.maximum(riders[:, None, 0], things[None, :, 0]), 0, None)
-        h = np.clip(np.minimum(riders[:, None, 3], things[None, :, 3]) - np.maximum(riders[:, None, 1], things[None, :, 1]), 0, None)
-        rider_area = (riders[:, 2] - riders[:, 0]) * (riders[:, 3] - riders[:, 1])
-        thing_area = (things[:, 2] - things[:, 0]) * (things[:, 3] - things[:, 1])
+        inter, rider_area, thing_area = box_overlaps(riders, things)
         smaller = np.maximum(np.minimum(rider_area[:, None], thing_area[None, :]), 1e-6)
-        if ((w * h) / smaller >= ON_OR_IN_SHARE).any():
+        if (inter / smaller >= ON_OR_IN_SHARE).any():
             return True
     return not seen_together
 

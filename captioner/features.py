@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .fileio import atomic_output
-from .perception import Detections, Perception, file_sha256
+from .perception import Detections, Perception, box_overlaps, file_sha256
 from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, VideoInfo, open_source
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,8 @@ def match_track_ids(detections: Detections, tracked: Detections, min_iou: float 
     ids = np.full(len(detections), -1, np.int32)
     if not len(detections) or not len(tracked):
         return ids
-    a, b = detections.box_xyxy[:, None, :], tracked.box_xyxy[None, :, :]
-    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None))
-    area = lambda box: (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])  # noqa: E731
-    iou = inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+    inter, area_a, area_b = box_overlaps(detections.box_xyxy, tracked.box_xyxy)
+    iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
     iou[detections.class_id[:, None] != tracked.class_id[None, :]] = 0.0
     best = iou.argmax(axis=1)
     hit = iou[np.arange(len(detections)), best] >= min_iou

@@ -188,10 +188,15 @@ def forecast_next(trained: TrainedModel, history: list[AnalysedFrame], frame_siz
     enter = arrivals.blend(probs.enter, model.cfg.horizon_sec) if arrivals is not None else probs.enter
     # the head rarely sees an exit coming; a track whose steady motion takes it out of the frame
     # within the horizon is half of a leave on its own (model card: leave AUROC of what is in view)
-    exiting = heading_out(frames, frame_size, model.cfg.horizon_sec)
-    leave = [1.0 - (1.0 - p) * (1.0 - EXIT_WEIGHT) if c in exiting else p for c, p in enumerate(probs.leave)]
+    leave = leave_with_exits(probs.leave, heading_out(frames, frame_size, model.cfg.horizon_sec))
     return forecast_events(probs.presence, enter, leave, probs.direction, present_now, leave_side,
                            moving, model.cfg.horizon_sec, evidenced)
+
+
+def leave_with_exits(leave: Sequence[float], exiting: set[int]) -> list[float]:
+    """The head's leave probabilities, with ``EXIT_WEIGHT`` of a leave added for each class
+    heading out of the frame (``events.heading_out``)."""
+    return [1.0 - (1.0 - p) * (1.0 - EXIT_WEIGHT) if c in exiting else float(p) for c, p in enumerate(leave)]
 
 
 class Arrivals:

@@ -37,7 +37,7 @@ from ..model import HISTORY_FRAMES
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
-from ..stream import EXIT_WEIGHT, NOTHING_SEEN, AnalysedFrame, Arrivals, Stream, describe_window
+from ..stream import NOTHING_SEEN, AnalysedFrame, Arrivals, Stream, describe_window, leave_with_exits
 from ..vocab import tokenize
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_motion, load_presence, window_truth
@@ -298,10 +298,9 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
             past = clip.frames[lo:i + 1]
             baselines = {"persistence": persistence_baseline(past, clip.frame_size, HORIZON_SEC),
                          "constant velocity": constant_velocity_baseline(past, clip.frame_size, HORIZON_SEC)}
-            exiting = list(heading_out(clip.frames[max(0, i + 1 - HISTORY_FRAMES):i + 1], clip.frame_size, HORIZON_SEC))
+            exiting = heading_out(clip.frames[max(0, i + 1 - HISTORY_FRAMES):i + 1], clip.frame_size, HORIZON_SEC)
             listed = {"presence": predicted["presence"][i], "enter": np.asarray(blended[i], np.float32),
-                      "leave": predicted["leave"][i].copy()}
-            listed["leave"][exiting] = 1.0 - (1.0 - listed["leave"][exiting]) * (1.0 - EXIT_WEIGHT)
+                      "leave": np.asarray(leave_with_exits(predicted["leave"][i], exiting), np.float32)}
             for key in ("presence", "enter", "leave"):
                 collected["target"][key].append(getattr(clip, key)[i])
                 collected["model"][key].append(predicted[key][i])
