@@ -97,6 +97,16 @@ def _wrap(text: str, max_width_px: int, scale: float, thickness: int) -> tuple[s
     return tuple(lines)
 
 
+def _with_ellipsis(line: str, max_width_px: int, scale: float, thickness: int) -> str:
+    """``line`` cut short with "..." that still fits in ``max_width_px`` (the wrap filled the
+    line, so the dots need room made for them: whole words first, then characters)."""
+    text = line.rstrip(".")
+    while text and cv2.getTextSize(text + "...", FONT, scale, thickness)[0][0] > max_width_px:
+        text = text.rsplit(" ", 1)[0] if " " in text.strip() else text[:-1]
+        text = text.rstrip(" .")
+    return text + "..."
+
+
 def _class_name(class_id: int) -> str:
     return COCO_CLASSES[class_id] if 0 <= class_id < len(COCO_CLASSES) else f"class {class_id}"
 
@@ -179,7 +189,7 @@ def draw_annotations(
         if len(lines) > max_lines:  # keep the caption's start and the forecast's colour cue readable
             lines = lines[:max_lines]
             last, color = lines[-1]
-            lines[-1] = (last.rstrip(".") + "...", color)
+            lines[-1] = (_with_ellipsis(last, text_width, scale, thickness), color)
         banner_h = min(height, len(lines) * line_h + 2 * margin)
         top = height - banner_h
         region = out[top:, :]

@@ -124,6 +124,20 @@ def test_long_caption_wraps_within_frame():
     assert (out[:, -2:] == 0).all()  # wrapped: nothing reaches the right margin
 
 
+@pytest.mark.parametrize("width", [120, 160, 213, 320, 641])
+@pytest.mark.parametrize("word", ["word", "mm", "i", "pneumonoultramicroscopic"])
+def test_cut_short_caption_keeps_its_dots_inside_the_frame(width, word):
+    """The banner's last line gets "..." when the caption is cut: the dots must fit too (a full
+    line plus "..." ran off the frame)."""
+    height = width * 3 // 4
+    out = draw_annotations(np.zeros((height, width, 3), np.uint8), None, " ".join([word] * 400), "")
+    assert (out[:, -2:] == 0).all()
+    scale, thickness = annotate._font_scale(width, height)
+    for line in ["word word word", "x" * 80, "a." * 40, "...", ""]:
+        cut = annotate._with_ellipsis(line, 50, scale, thickness)
+        assert cut.endswith("...") and cv2.getTextSize(cut, annotate.FONT, scale, thickness)[0][0] <= 50
+
+
 # ------------------------------------------------------------------------------------------------
 # AnnotatedVideoWriter
 
