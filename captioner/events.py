@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .boxes import box_areas, box_centres
 from .coco import COCO_CLASSES, NUM_CLASSES
 from .errors import OptionsError
 from .features import FrameFeatures
@@ -128,14 +129,6 @@ def _slope(t: np.ndarray, y: np.ndarray) -> float:
     return float((tc * (y - y.mean())).sum() / var) if var > 0 else 0.0
 
 
-def _centres(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
-    return (boxes[:, 0] + boxes[:, 2]) / (2 * width), (boxes[:, 1] + boxes[:, 3]) / (2 * height)
-
-
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-
-
 def _collect_tracks(frames: Sequence[FrameFeatures]) -> dict[int, _Track]:
     """Samples per confirmed track id (one per frame: the most confident if an id repeats)."""
     samples: dict[int, dict[int, tuple[float, np.ndarray, int, float]]] = {}
@@ -163,12 +156,12 @@ def _collect_tracks(frames: Sequence[FrameFeatures]) -> dict[int, _Track]:
 
 def _summarize(track: _Track, width: float, height: float) -> TrackSummary:
     boxes, t = track.box_xyxy, track.t_sec
-    cx, cy = _centres(boxes, width, height)
+    cx, cy = box_centres(boxes, width, height)
     # boxes cut by the frame border shrink/grow because of the cut, not the distance
     inside = ((boxes[:, 0] > CLIP_TOL_PX) & (boxes[:, 1] > CLIP_TOL_PX)
               & (boxes[:, 2] < width - CLIP_TOL_PX) & (boxes[:, 3] < height - CLIP_TOL_PX))
     use = inside if inside.sum() >= 2 else np.ones(len(t), bool)
-    log_area = np.log(np.maximum(_areas(boxes), 1.0))
+    log_area = np.log(np.maximum(box_areas(boxes), 1.0))
     return TrackSummary(
         track_id=track.track_id,
         class_id=track.class_id,
@@ -214,7 +207,7 @@ def mostly_walking(frames: Sequence[FrameFeatures], frame_size: tuple[int, int],
         if track.class_id not in class_ids or len(track.t_sec) < MOVE_MIN_FRAMES:
             continue
         boxes, dt = track.box_xyxy, np.maximum(np.diff(track.t_sec), 1e-6)
-        cx, cy = _centres(boxes, 1.0, 1.0)  # pixels
+        cx, cy = box_centres(boxes, 1.0, 1.0)  # pixels
         vx, vy = _steady(np.diff(cx) / dt), _steady(np.diff(cy) / dt)
         height = max(float(np.median(boxes[:, 3] - boxes[:, 1])), 1.0)
         walking.append(abs(vx) / width >= WALK_MIN_SPEED or np.hypot(vx, vy) / height >= WALK_MIN_BODY_SPEED)
@@ -316,8 +309,8 @@ def _stop_time(track: _Track, width: float, height: float) -> float | None:
     t = track.t_sec
     if len(t) < STOP_MIN_FRAMES:
         return None
-    cx, cy = _centres(track.box_xyxy, width, height)
-    log_area = np.log(np.maximum(_areas(track.box_xyxy), 1.0))
+    cx, cy = box_centres(track.box_xyxy, width, height)
+    log_area = np.log(np.maximum(box_areas(track.box_xyxy), 1.0))
     first = t <= (t[0] + t[-1]) / 2
     halves = [first, ~first]
     if min(h.sum() for h in halves) < 3:
@@ -343,7 +336,7 @@ def _class_stats(frames: Sequence[FrameFeatures], width: float, height: float) -
         det = frame.detections
         if len(det):
             np.add.at(counts[i], det.class_id, 1)
-            np.add.at(area[i], det.class_id, _areas(det.box_xyxy.astype(np.float64)) / (width * height))
+            np.add.at(area[i], det.class_id, box_areas(det.box_xyxy.astype(np.float64)) / (width * height))
     return counts, area
 
 
@@ -417,7 +410,7 @@ def window_events(frames: Sequence[FrameFeatures], frame_size: tuple[int, int]) 
         trs = [m[0] for m in members]
         times = [m[1] for m in members if m[1] is not None]
         count = len(trs) if kind in ("enters", "leaves") else _max_simultaneous(trs)
-        salience = sum(len(tr.t_sec) / n * min(float(_areas(tr.box_xyxy).mean()) / (width * height), 1.0) for tr in trs)
+        salience = sum(len(tr.t_sec) / n * min(float(box_areas(tr.box_xyxy).mean()) / (width * height), 1.0) for tr in trs)
         events.append(Event(
             kind, COCO_CLASSES[c], count, tuple(tr.track_id for tr in trs),
             side=detail if kind in ("enters", "leaves") else None,

@@ -24,7 +24,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .fileio import atomic_output
-from .perception import Detections, Perception, box_overlaps, file_sha256
+from .boxes import box_iou
+from .perception import Detections, Perception, file_sha256
 from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, VideoInfo, open_source
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,7 @@ def match_track_ids(detections: Detections, tracked: Detections, min_iou: float 
     ids = np.full(len(detections), -1, np.int32)
     if not len(detections) or not len(tracked):
         return ids
-    inter, area_a, area_b = box_overlaps(detections.box_xyxy, tracked.box_xyxy)
-    iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    iou = box_iou(detections.box_xyxy, tracked.box_xyxy)
     iou[detections.class_id[:, None] != tracked.class_id[None, :]] = 0.0
     best = iou.argmax(axis=1)
     hit = iou[np.arange(len(detections)), best] >= min_iou
