@@ -184,13 +184,13 @@ def collect_inputs(patterns: Sequence[str], output_dir: Path | None = None) -> t
     return list(dict.fromkeys(sources)), skipped
 
 
-def probe_duration(source: str) -> float | None:
+def probe_duration(source: str, timeout_sec: float | None = None) -> float | None:
     """Video seconds of a local file (0 for a still image); None when unknown (a URL, or a file
     that cannot be opened, which will fail with its own message when captioned)."""
     if is_url(source):
         return None
     try:
-        return round(float(probe(source).duration_sec), 3)
+        return round(float(probe(source, timeout_sec).duration_sec), 3)
     except (CaptionerError, OSError) as exc:
         log.debug("cannot probe %s: %s", source, exc)
         return None
@@ -357,19 +357,19 @@ def _run_batch(config: BatchConfig, output: OutputOptions, settings: RunSettings
                 library.sync(done_json)  # a run killed between recording an input and indexing it
             except LibraryError as exc:
                 log.warning("library: %s", exc)
-            items = _with_durations(manifest, plan.items)
+            items = _with_durations(manifest, plan.items, config.options.read_timeout_sec)
             summary.to_do = len(items)
             reporter.planned(summary, items)
             if items:
                 _run_items(engine, items, config, output, settings, manifest, library, reporter, summary, argv)
 
 
-def _with_durations(manifest: Manifest, items: list[BatchItem]) -> list[BatchItem]:
+def _with_durations(manifest: Manifest, items: list[BatchItem], timeout_sec: float | None) -> list[BatchItem]:
     """Probe the inputs whose duration is not yet known (for the video-seconds progress bar)."""
     out = []
     for item in items:
         if not item.duration_sec:
-            duration = probe_duration(item.source)
+            duration = probe_duration(item.source, timeout_sec)
             if duration:
                 manifest.set_duration(item.id, duration)
                 item = replace(item, duration_sec=duration)

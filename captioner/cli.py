@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import CaptionerError, ModelError, OptionsError, VideoError
-from .jobs import FileOutcome, OutputOptions, caption_file, expand_inputs, run_each
+from .jobs import FileOutcome, OutputOptions, caption_file, expand_inputs, output_stems, run_each
 from .options import BACKENDS, CaptionOptions
 from .video import DEFAULT_ANALYSIS_FPS, check_source
 from .writers import CAPTION_FORMATS, OUTPUT_FORMATS, parse_formats
@@ -47,15 +47,16 @@ def output_formats(text: str) -> str:
     return text
 
 
-def check_input(item: Path | str) -> FileOutcome:
-    """``video.check_source``: the checks that need no model (exists, readable, not empty,
-    opens as a video or image), so bad inputs are reported before the models load."""
-    check_source(item)
-    return FileOutcome(str(item))
+def checked_inputs(items: Sequence[Path | str], quiet: bool,
+                   timeout_sec: float | None) -> tuple[list[Path | str], list[FileOutcome]]:
+    """``video.check_source`` on each input: the checks that need no model (exists, a readable,
+    regular, non-empty file, opens as a video or image, within ``timeout_sec``), so bad inputs
+    are reported before the models load. (the inputs that passed, the failed outcomes, each
+    already reported)."""
+    def check_input(item: Path | str) -> FileOutcome:
+        check_source(item, timeout_sec)
+        return FileOutcome(str(item))
 
-
-def checked_inputs(items: Sequence[Path | str], quiet: bool) -> tuple[list[Path | str], list[FileOutcome]]:
-    """(the inputs that passed ``check_input``, the failed outcomes, each already reported)."""
     outcomes = run_each(items, check_input, lambda o: None if o.ok else print_outcome(quiet, str)(o))
     return [item for item, o in zip(items, outcomes) if o.ok], [o for o in outcomes if not o.ok]
 
@@ -69,6 +70,10 @@ def add_perception_args(parser: argparse.ArgumentParser) -> None:
                         help="where YOLO runs: torch (default; a GPU when there is one), or the network exported to "
                              "ONNX and run on the CPU by onnx (ONNX Runtime, fp32) or openvino (fastest on a CPU; "
                              "bf16 where the CPU has it)")
+    parser.add_argument("--read-timeout", type=float, default=defaults.read_timeout_sec, metavar="SEC",
+                        help="give up on an input that sends no data for this long, opening it or between frames "
+                             "(a stalled mount or stream); the run goes on with the next (default %(default)s; "
+                             "0 = wait forever)")
     parser.add_argument("--yolo-weights", default=None,
                         help="YOLO .pt file (default: $CAPTIONER_YOLO_WEIGHTS, else weights/yolo11n-coco-int8w.pt)")
 
@@ -86,7 +91,8 @@ def caption_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     try:
         return CaptionOptions(imgsz=args.imgsz, conf=args.conf, device=args.device, backend=args.backend,
                               window_sec=getattr(args, "window", CaptionOptions.window_sec),
-                              beam_size=getattr(args, "beam", CaptionOptions.beam_size))
+                              beam_size=getattr(args, "beam", CaptionOptions.beam_size),
+                              read_timeout_sec=args.read_timeout or None)
     except OptionsError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits
@@ -163,7 +169,8 @@ def cmd_caption(argv: Sequence[str]) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         parser.error("no video or image files found in the given inputs")
-    paths, failed = checked_inputs(paths, args.quiet)  # before the models load: bad inputs answer at once
+    stems = output_stems(paths)  # in the order given, before any fails: the same names every run
+    paths, failed = checked_inputs(paths, args.quiet, options.read_timeout_sec)  # before the models load
     if not paths:
         return report(failed, args.quiet)
     model = load(args, options)
@@ -173,7 +180,7 @@ def cmd_caption(argv: Sequence[str]) -> int:
         update, close = progress_bar(name, args.quiet)
         render, close_render = progress_bar(f"{name} (annotating)", args.quiet or not args.annotate)
         try:
-            return caption_file(model, path, output, progress=update, annotate_progress=render)
+            return caption_file(model, path, output, stem=stems[path], progress=update, annotate_progress=render)
         finally:
             close()
             close_render()
@@ -198,7 +205,7 @@ def cmd_features(argv: Sequence[str]) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         parser.error("no video or image files found in the given inputs")
-    paths, failed = checked_inputs(paths, args.quiet)
+    paths, failed = checked_inputs(paths, args.quiet, options.read_timeout_sec)
     if not paths:
         return report(failed, args.quiet)
     perception = Perception(args.yolo_weights, **options.perception())
@@ -211,7 +218,8 @@ def cmd_features(argv: Sequence[str]) -> int:
         start = time.perf_counter()
         update, close = progress_bar(path.name, args.quiet)
         try:
-            features, hit = extract_features(path, perception, analysis_fps=args.fps, cache=cache, progress=update)
+            features, hit = extract_features(path, perception, analysis_fps=args.fps, cache=cache, progress=update,
+                                             timeout_sec=options.read_timeout_sec)
         finally:
             close()
         messages[str(path)] = f"{'cached' if hit else 'extracted'} {len(features.frames)} frames"

@@ -25,6 +25,7 @@ import numpy as np
 
 from .fileio import atomic_output
 from .boxes import box_iou
+from .options import CaptionOptions
 from .perception import Detections, Perception, file_sha256
 from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, VideoInfo, open_source
 
@@ -209,6 +210,7 @@ def extract_features(
     analysis_fps: float = DEFAULT_ANALYSIS_FPS,
     cache: FeatureCache | None = None,
     progress: Callable[[int, int], None] | None = None,
+    timeout_sec: float | None = CaptionOptions.read_timeout_sec,
 ) -> tuple[VideoFeatures, bool]:
     """Features of a whole video file, from the cache when possible.
 
@@ -225,7 +227,7 @@ def extract_features(
             # same content and settings, perhaps a copy at another path: report the file asked for
             cached.info = replace(cached.info, source=str(video_path))
             return cached, True
-    with open_source(video_path) as video, ReadAhead(video, analysis_fps) as frames:
+    with open_source(video_path, timeout_sec) as video, ReadAhead(video, analysis_fps) as frames:
         info = video.info
         stream = PerceptionStream(perception, analysis_fps, info.fps)
         frame_features = []

@@ -76,24 +76,37 @@ class FileOutcome:
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[Path | str]:
-    """Globs and directories expand to their video and image files (sorted); URLs stay URLs
-    (strings); anything else is kept as given, so that a missing file, or a folder with nothing
-    to caption, is reported by name rather than silently dropped."""
+    """Inputs as given -> media files, in order, once each. An argument that names an existing
+    file or folder is that path, whatever characters its name holds (yt-dlp names downloads
+    ``Title [id].mp4``); only other arguments are glob patterns. Folders and globs expand to
+    their video and image files (sorted); URLs stay URLs (strings). Nothing is dropped in
+    silence: a missing file, a folder with nothing to caption, or a pattern that matches no
+    video or image is kept as given, so that it fails by name ("no video or image file matches
+    'x*.mp4'")."""
     items: list[Path | str] = []
     for pattern in patterns:
         if is_url(pattern):
             items.append(pattern)
             continue
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        literal = os.path.lexists(pattern) or not glob.has_magic(pattern)
+        matches = [pattern] if literal else sorted(glob.glob(pattern, recursive=True))
+        found: list[Path] = []
         for match in matches:
             path = Path(match)
             if path.is_dir():
-                found = sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
-                items.extend(found if found or glob.has_magic(pattern) else [path])
-            elif not glob.has_magic(pattern) or is_media_file(path):
-                items.append(path)
+                found += sorted(p for p in path.rglob("*") if p.is_file() and is_media_file(p))
+            elif literal or is_media_file(path):
+                found.append(path)
+        items += found or [Path(pattern)]
     seen: set[Path | str] = set()
     return [p for p in items if not (p in seen or seen.add(p))]
+
+
+def output_stems(sources: Sequence[Path | str]) -> dict[Path | str, str]:
+    """Each input's output stem, never one twice in a run: two inputs with one name get
+    ``clip`` and ``clip-2`` (in the order given), as ``captioner batch`` names them."""
+    used: set[str] = set()
+    return {source: unique_stem(source_name(source), used, untrusted=is_url(str(source))) for source in sources}
 
 
 def annotated_path(output: OutputOptions, stem: str, still_image: bool = False) -> Path:

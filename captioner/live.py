@@ -27,7 +27,7 @@ from .errors import VideoError
 from .pipeline import Captioner
 from .result import Segment
 from .stream import Stream
-from .video import VideoSource
+from .video import VideoSource, no_data, open_source
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,15 @@ class LiveStats:
 class SourceReader(threading.Thread):
     """Decodes ``source`` into a ``LatestFrame``; reopens a live stream that drops."""
 
-    def __init__(self, source: str, mailbox: LatestFrame, stats: LiveStats, reconnects: int, stop: threading.Event):
+    def __init__(self, source: str, mailbox: LatestFrame, stats: LiveStats, reconnects: int, stop: threading.Event,
+                 timeout_sec: float | None = None):
         super().__init__(name="captioner-live-reader", daemon=True)
         self.source, self.mailbox, self.stats, self.reconnects, self.stop = source, mailbox, stats, reconnects, stop
-        self.video = VideoSource(source)  # opened here, so a bad source fails before the thread starts
+        self.timeout_sec = timeout_sec
+        # opened here, so a bad source fails before the thread starts; a pipe or device is a live source
+        self.video = open_source(source, timeout_sec, live=True)
+        self.last_data = time.monotonic()  # when the source last delivered a frame (or was opened)
+        self.abandoned = False  # replaced after a stalled read: whatever it reads later is dropped
         self.is_file = not self.video.is_live
         self.stream: Stream | None = None  # once set, its sampler says which frames to convert
         self.error: str | None = None
@@ -121,7 +126,8 @@ class SourceReader(threading.Thread):
                 attempts += 1
                 self.stop.wait(min(2.0 ** (attempts - 1), 5.0))  # back off: 1, 2, 4, 5, 5... s
                 try:
-                    video = VideoSource(self.source)
+                    video = open_source(self.source, self.timeout_sec, live=True)
+                    self.last_data = time.monotonic()
                     self.stats.reconnects += 1
                     log.warning("%s: reconnected (attempt %d)", self.source, attempts)
                 except VideoError as exc:
@@ -129,15 +135,22 @@ class SourceReader(threading.Thread):
         except VideoError as exc:
             self.error = str(exc)
         finally:
-            self.mailbox.close()
+            if not self.abandoned:  # a replaced reader no longer speaks for the source
+                self.mailbox.close()
+
+    def stalled(self) -> bool:
+        """No frame for ``timeout_sec`` while still reading: stuck in a read that may never return."""
+        return bool(self.timeout_sec) and self.is_alive() and not self.mailbox.closed \
+            and time.monotonic() - self.last_data > self.timeout_sec
 
     def _read(self, video: VideoSource) -> None:
         def wants(t_sec: float) -> bool:  # no stream yet (its size comes from the first frame): take it
             return self.stream is None or self.stream.wants(self._source_time(t_sec))
 
         for frame in video.frames(wants=wants):
-            if self.stop.is_set():
+            if self.stop.is_set() or self.abandoned:
                 return
+            self.last_data = time.monotonic()
             self.stats.frames_read += 1
             if frame.image_bgr is None:
                 continue  # not a frame the stream analyses
@@ -162,11 +175,35 @@ def segment_record(segment: Segment) -> dict:
     return {"type": "segment", **asdict(segment)}
 
 
+def replace_stalled(reader: SourceReader, mailbox: LatestFrame, stats: LiveStats,
+                    stop: threading.Event) -> SourceReader:
+    """A new reader on the source in place of one stuck in a read (left behind: it cannot be
+    interrupted, and what it reads later is dropped); a file, or a source with no reconnects left
+    or that cannot be reopened, ends the run with the error."""
+    reader.abandoned = True
+    reader.error = no_data(reader.source, reader.timeout_sec, "reading frames")
+    if reader.is_file or reader.reconnects <= 0:
+        mailbox.close()
+        return reader
+    log.warning("%s; reopening it", reader.error)
+    try:
+        fresh = SourceReader(reader.source, mailbox, stats, reader.reconnects - 1, stop, reader.timeout_sec)
+    except VideoError as exc:
+        reader.error = f"{reader.error}; reopening failed: {exc}"
+        mailbox.close()
+        return reader
+    fresh.start_time, fresh.stream = reader.start_time, reader.stream  # one clock and stream across reopenings
+    stats.reconnects += 1
+    fresh.start()
+    return fresh
+
+
 def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, duration_sec: float | None = None,
              reconnects: int = 3, quiet: bool = False, out: TextIO = sys.stdout) -> LiveStats:
     """Caption ``source`` until it ends, ``duration_sec`` passes or Ctrl-C (``exit_code`` says how it went)."""
     stats, mailbox, stop = LiveStats(), LatestFrame(), threading.Event()
-    reader = SourceReader(source, mailbox, stats, reconnects, stop)
+    timeout_sec = model.options.read_timeout_sec
+    reader = SourceReader(source, mailbox, stats, reconnects, stop, timeout_sec)
     source_fps = reader.video.info.fps or None
     stream: Stream | None = None  # made at the first frame: a stream's header may not tell the size
     sink = open(jsonl, "a", encoding="utf-8") if jsonl else None
@@ -191,6 +228,8 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
             if frame is None:
                 if mailbox.closed:
                     break
+                if reader.stalled():  # stuck in a read that may never return: reopen the source, or end
+                    reader = replace_stalled(reader, mailbox, stats, stop)
                 continue
             if duration_sec is not None and frame.t_sec > duration_sec:
                 stopped_early = True

@@ -24,6 +24,7 @@ STYLES = ("human", "events")  # phrasing learned from human captions / from even
 BACKENDS = ("torch", "onnx", "openvino")
 PERCEPTION_FIELDS = ("imgsz", "conf", "device", "backend")
 MAX_FRAME_BATCH = 64
+DEFAULT_READ_TIMEOUT_SEC = 30.0
 
 
 def _number(value: Any) -> bool:
@@ -51,6 +52,9 @@ class CaptionOptions:
     caption_every_sec: float = 1.0  # how often the live caption of the last window is refreshed
     # limits
     max_duration_sec: float | None = None  # refuse a longer video (``VideoError``); None = no limit
+    # an input that delivers no data this long (opening it, or between frames: a stalled mount,
+    # a pipe or a server that sends nothing) fails with a ``VideoError``; None = wait forever
+    read_timeout_sec: float | None = DEFAULT_READ_TIMEOUT_SEC
 
     def __post_init__(self) -> None:
         if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or not (32 <= self.imgsz <= 4096):
@@ -84,6 +88,10 @@ class CaptionOptions:
             raise OptionsError(f"live caption refresh must be between 0.05 and 60 seconds, got {self.caption_every_sec!r}")
         if self.max_duration_sec is not None and (not _number(self.max_duration_sec) or self.max_duration_sec <= 0):
             raise OptionsError(f"maximum video duration must be a positive number of seconds, got {self.max_duration_sec!r}")
+        if self.read_timeout_sec is not None and (not _number(self.read_timeout_sec) or
+                                                  not (0 < self.read_timeout_sec <= 3600)):
+            raise OptionsError(f"read timeout must be between 0 and 3600 seconds (or None: no limit), "
+                               f"got {self.read_timeout_sec!r}")
 
     def replace(self, **changes: Any) -> "CaptionOptions":
         """A copy with ``changes`` (validated); unknown names are an ``OptionsError``."""

@@ -76,7 +76,7 @@ class Captioner:
         frame_detections: list[tuple[float, Detections]] = []
         limit = options.max_duration_sec
         batch_size = self.frame_batch(options)
-        with open_source(source) as video:
+        with open_source(source, options.read_timeout_sec) as video:
             info = video.info
             if limit and not info.is_image:
                 video.check_max_duration(limit)  # before any work, where the file is surely too long

@@ -13,16 +13,20 @@ same frames.
 
 from __future__ import annotations
 
+import atexit
+import glob
 import logging
 import math
 import queue
 import re
 import os
+import stat
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, TypeVar, Union
 
 # FFmpeg and OpenCV print warnings for every damaged packet; our VideoError says what matters
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
@@ -161,7 +165,16 @@ class VideoSource:
     ...     for frame in video.frames(wants=sampler.wants): ...
     """
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, *, special_ok: bool = False, timeout_sec: float | None = None):
+        """Open ``source``. A named pipe, socket or device is refused (``VideoError``) unless
+        ``special_ok`` (``captioner live``), which reads it as a live stream. Opening can block
+        (a stalled mount, a pipe no one writes to): ``open_source`` bounds it in time with
+        ``timeout_sec``, which FFmpeg is also given, so that its own network waits end (OpenCV
+        opens one source at a time: a stuck open would hold up every later one)."""
+        self._cap = None
+        self.timeout_sec = timeout_sec  # reads give up after this long without data
+        self._io = threading.Lock()  # held while the decoder reads; close() never releases under it
+        self._release_later = False  # close() came while a stalled read held the decoder
         webcam = _webcam_index(source)
         if webcam is not None:
             self.name = f"webcam {webcam}"
@@ -171,7 +184,7 @@ class VideoSource:
             self.is_live = True
         elif is_url(source):
             self.name = str(source)
-            self._cap = cv2.VideoCapture(self.name)
+            self._cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG, self._ffmpeg_timeouts())
             if not self._cap.isOpened():
                 raise VideoError(f"{self.name}: the stream could not be opened (unreachable URL or unsupported protocol)")
             # a file served over http(s) has a frame count and container times; a live stream has neither
@@ -179,13 +192,13 @@ class VideoSource:
         else:
             path = Path(source)
             self.name = str(path)
-            _check_file(path)
-            self._cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
-            if not self._cap.isOpened():
+            special = _check_file(path, special_ok=special_ok) is None
+            self._cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG, self._ffmpeg_timeouts())
+            if not self._cap.isOpened() and not special:
                 self._cap = cv2.VideoCapture(self.name)  # e.g. image-sequence or other backends
             if not self._cap.isOpened():
-                raise VideoError(f"{self.name}: {_why_not_video(path)}")
-            self.is_live = False
+                raise VideoError(f"{self.name}: {'the stream could not be opened' if special else _why_not_video(path)}")
+            self.is_live = special  # a pipe or device delivers as it comes, like a stream
         self._path = None if self.is_live or is_url(source) else Path(source)
         if hasattr(cv2, "CAP_PROP_ORIENTATION_AUTO"):  # frames as displayed: a phone's rotation flag applied
             self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
@@ -195,6 +208,14 @@ class VideoSource:
         self.frames_decoded = 0
         self.end_sec = 0.0  # when the last decoded frame stops showing: the true duration
         self.skipped_spans: list[tuple[float, float]] = []  # corrupt stretches skipped, (after, resumed at) seconds
+
+    def _ffmpeg_timeouts(self) -> list[int]:
+        """OpenCV's open/read time limits for FFmpeg: ours plus a second, so that our own
+        watchdog (``within``, ``ReadAhead``) names the problem first and FFmpeg still lets go."""
+        if not self.timeout_sec:
+            return []
+        ms = int(self.timeout_sec * 1000) + 1000
+        return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
 
     def _read_info(self) -> VideoInfo:
         cap = self._cap
@@ -233,7 +254,12 @@ class VideoSource:
         bad = bad_total = 0  # consecutive / all packets that did not decode
         t_open = time.monotonic()
         while True:
-            if not cap.grab():
+            with self._io:
+                grabbed = cap.grab()
+            if self._release_later:  # given up on while this read stalled: nobody reads on
+                self.close()
+                return
+            if not grabbed:
                 # a file with frames still to come (per its header): skip the bad packet, as FFmpeg does
                 if self.is_live or not (decoded < info.frame_count and bad < MAX_BAD_PACKETS):
                     break
@@ -243,7 +269,8 @@ class VideoSource:
             t_sec = self._timestamp(index, last_t, t_open)
             image = None
             if wants is None or wants(t_sec):
-                ok, image = cap.retrieve()
+                with self._io:
+                    ok, image = cap.retrieve()
                 if not ok or image is None:
                     bad += 0 if self.is_live else 1  # a frame that cannot be converted is skipped
                     continue
@@ -284,13 +311,15 @@ class VideoSource:
         header, confirmed by seeking past the limit (a header may claim hours for seconds)."""
         if not max_sec or self.is_live or self.info.duration_sec <= max_sec:
             return
-        probe = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
-        try:
-            probe.set(cv2.CAP_PROP_POS_MSEC, max_sec * 1000.0 + 500.0)
-            past = probe.grab() and probe.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 > max_sec
-        finally:
-            probe.release()
-        if past:
+        def seek_past() -> bool:
+            probe = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
+            try:
+                probe.set(cv2.CAP_PROP_POS_MSEC, max_sec * 1000.0 + 500.0)
+                return bool(probe.grab() and probe.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 > max_sec)
+            finally:
+                probe.release()
+
+        if within(self.timeout_sec, self.name, "checking its length", seek_past):
             raise too_long(self.name, max_sec, self.info.duration_sec)
 
     def _timestamp(self, index: int, last_t: float, t_open: float) -> float:
@@ -304,9 +333,19 @@ class VideoSource:
         return max(t_sec, 0.0)
 
     def close(self) -> None:
-        if getattr(self, "_cap", None) is not None:
-            self._cap.release()
-            self._cap = None
+        """Release the decoder. A read stalled in another thread still holds it: then it is
+        released when that read returns (releasing under it could crash the decoder)."""
+        if getattr(self, "_cap", None) is None:
+            return
+        if not self._io.acquire(timeout=0.2):
+            self._release_later = True
+            return
+        try:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+        finally:
+            self._io.release()
 
     def __enter__(self) -> "VideoSource":
         return self
@@ -370,13 +409,33 @@ def _why_not_video(path: Path) -> str:
     return "cannot be opened as a video (not a video file, unknown format, or corrupt/truncated)"
 
 
-def _check_file(path: Path, image_ok: bool = False) -> bytes:
-    """Exists, is a readable non-empty file, and (unless ``image_ok``) is not a still image;
-    returns its first bytes."""
-    if not path.exists():
-        raise VideoError(f"{path}: file not found")
-    if path.is_dir():
+SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _check_file(path: Path, image_ok: bool = False, special_ok: bool = False) -> bytes | None:
+    """Exists, is a readable non-empty regular file, and (unless ``image_ok``) is not a still
+    image; returns its first bytes. A pipe, socket or device is refused by name (its reads may
+    never end, and a pipe's bytes read here would be lost) unless ``special_ok``: then None,
+    nothing read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if glob.has_magic(str(path)):  # a pattern that matched nothing was kept to be named here
+            raise VideoError(f"{path}: no video or image file matches this pattern") from None
+        raise VideoError(f"{path}: file not found") from None
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied (the file cannot be read)") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         raise VideoError(f"{path}: is a folder with no video or image files in it")
+    for is_kind, kind in SPECIAL_FILES:
+        if is_kind(mode):
+            if special_ok:
+                return None
+            raise VideoError(f"{path}: is {kind}, not a regular file; only `captioner live` reads pipes, sockets "
+                             f"and devices")
     try:
         head = container.read_head(path)
     except PermissionError:
@@ -409,6 +468,7 @@ class ImageSource:
         if width > MAX_SIDE_PX or height > MAX_SIDE_PX:
             raise VideoError(f"{self.name}: image size {width}x{height} is larger than {MAX_SIDE_PX}px a side")
         self._image: np.ndarray | None = image
+        self.timeout_sec: float | None = None  # nothing left to wait for once the image is read
         self.info = VideoInfo(self.name, 0.0, 1, 0.0, width, height, is_image=True)
         self.frames_decoded, self.end_sec = 1, 0.0  # as VideoSource reports after frames(): one frame, no duration
 
@@ -441,8 +501,13 @@ class ReadAhead:
     with them), so memory stays bounded however far decoding runs ahead. An error of the
     reader (``VideoError``...) is raised in the caller's thread, as it was raised; leaving the
     ``with`` block (the end, an error, Ctrl-C) stops the thread and waits for it, before the
-    ``VideoSource`` is closed (list ``ReadAhead`` after it in the ``with``). ``depth=0`` decodes
-    in the caller's thread instead (the same frames, no thread).
+    ``VideoSource`` is closed (list ``ReadAhead`` after it in the ``with``).
+
+    Reads are bounded in time: when the source has a ``timeout_sec`` (``open_source`` sets it)
+    and the reader delivers nothing for that long (a stalled mount or stream), iteration raises
+    ``VideoError`` and the stuck reader is left behind (it cannot be interrupted; it ends, and
+    the decoder is released, if its read ever returns). ``depth=0`` decodes in the caller's
+    thread instead (the same frames, no thread), which only a source without a time bound allows.
     """
 
     _END = object()
@@ -455,7 +520,10 @@ class ReadAhead:
         self._thread = threading.Thread(target=self._read, name="captioner-read-ahead", daemon=True)
         self._pending: list[SampledFrame] = []
         self._done = False
-        self._inline = self._inline_frames() if depth <= 0 else None
+        self._stalled = False  # given up on: the reader is stuck in a read
+        self.timeout_sec = getattr(video, "timeout_sec", None)  # a source without a bound: wait as long as it takes
+        self._inline = self._inline_frames() if depth <= 0 and not self.timeout_sec else None
+        self._delivered = 0  # frames handed to the caller
 
     def _inline_frames(self) -> Iterator[SampledFrame]:
         for frame in self.video.frames(wants=self.sampler.wants):
@@ -503,14 +571,20 @@ class ReadAhead:
     def __next__(self) -> SampledFrame:
         if self._inline is not None:
             return next(self._inline)
+        waiting_since = time.monotonic()
         while not self._pending:
             if self._done:
                 raise StopIteration
             try:
-                item = self._queue.get(timeout=0.5)
+                item = self._queue.get(timeout=0.5 if not self.timeout_sec else min(0.5, self.timeout_sec))
             except queue.Empty:
                 if not self._thread.is_alive() and self._queue.empty():
                     self._done = True  # the reader ended without a word (it was stopped)
+                elif self.timeout_sec and time.monotonic() - waiting_since >= self.timeout_sec:
+                    self._done = self._stalled = True
+                    _left_behind.add(self._thread)
+                    raise VideoError(no_data(self.video.name, self.timeout_sec,
+                                             f"reading frames (after {self._delivered} frames)")) from None
                 continue
             if isinstance(item, BaseException):
                 self._done = True
@@ -518,6 +592,7 @@ class ReadAhead:
             if item and item[-1] is self._END:
                 self._done, item = True, item[:-1]
             self._pending = list(reversed(item))
+        self._delivered += 1
         return self._pending.pop()
 
     def close(self) -> None:
@@ -525,40 +600,107 @@ class ReadAhead:
         if self._inline is not None:
             self._inline.close()
         self._stop.set()
-        while self._thread.is_alive():
+        started = time.monotonic()
+        while self._thread.is_alive() and not self._stalled:
             try:
                 while True:
                     self._queue.get_nowait()  # unblock a reader waiting to put
             except queue.Empty:
                 pass
             self._thread.join(timeout=0.1)
+            if self.timeout_sec and time.monotonic() - started > self.timeout_sec:
+                log.warning("%s: the reader is stuck in a read; left behind", self.video.name)
+                break
         self._done = True
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def open_source(source: Source) -> VideoSource | ImageSource:
-    """A still image (by extension) as a one-frame ``ImageSource``, anything else as a ``VideoSource``."""
-    if isinstance(source, (str, os.PathLike)) and not is_url(source) and _webcam_index(source) is None \
-            and is_image_file(Path(source)):
-        return ImageSource(source)
-    return VideoSource(source)
+T = TypeVar("T")
+_left_behind: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()  # threads given up on in a read
+LEFT_BEHIND_EXIT_WAIT_SEC = 3.0
 
 
-def check_source(source: Source) -> None:
-    """The checks that need no model, before any is loaded: a local file exists, is readable and
-    not empty, and opens as what its name says (a video's header is read, no frame decoded); a
-    URL answers. Webcams are left to the reader. Raises ``VideoError`` naming the source."""
+@atexit.register
+def _let_left_behind_reads_end() -> None:
+    """At exit, give reads given up on a moment to end (FFmpeg's own limit, set a second past
+    ours, ends network waits): a thread still inside the decoder as the process ends aborts it."""
+    deadline = time.monotonic() + LEFT_BEHIND_EXIT_WAIT_SEC
+    for thread in list(_left_behind):
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def no_data(name: str, timeout_sec: float, doing: str) -> str:
+    return (f"{name}: no data for {timeout_sec:g}s while {doing} (a stalled network mount or stream, or a source "
+            f"that never sends anything); gave up (--read-timeout sets how long to wait)")
+
+
+def within(timeout_sec: float | None, name: str, doing: str, call: Callable[[], T],
+           on_late: Callable[[T], None] | None = None) -> T:
+    """``call()``'s answer, or ``VideoError`` when none comes within ``timeout_sec`` (None or 0:
+    wait as long as it takes). A blocked read cannot be interrupted, so the call runs in a
+    daemon thread that is left behind; ``on_late`` gets its answer if it ever comes (to close
+    what it opened)."""
+    if not timeout_sec:
+        return call()
+    box: dict = {}
+    lock, done = threading.Lock(), threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            box["error"] = exc
+        with lock:
+            done.set()
+            late = box.get("late", False)
+        if late and "value" in box and on_late is not None:
+            on_late(box["value"])
+
+    thread = threading.Thread(target=run, name="captioner-bounded-open", daemon=True)
+    thread.start()
+    if not done.wait(timeout_sec):
+        with lock:
+            if not done.is_set():
+                box["late"] = True
+                _left_behind.add(thread)
+                raise VideoError(no_data(name, timeout_sec, doing))
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def open_source(source: Source, timeout_sec: float | None = None, *, live: bool = False) -> VideoSource | ImageSource:
+    """A still image (by extension) as a one-frame ``ImageSource``, anything else as a
+    ``VideoSource``; ``live`` opens everything as a ``VideoSource`` and accepts pipes, sockets
+    and devices. Opening, and later every read of frames through ``ReadAhead``, gives up after
+    ``timeout_sec`` without data (``VideoError``; None waits as long as it takes)."""
+    def open_it() -> VideoSource | ImageSource:
+        if not live and isinstance(source, (str, os.PathLike)) and not is_url(source) \
+                and _webcam_index(source) is None and is_image_file(Path(source)):
+            return ImageSource(source)
+        return VideoSource(source, special_ok=live, timeout_sec=timeout_sec)
+
+    opened = within(timeout_sec, str(source), "opening it", open_it, on_late=lambda late: late.close())
+    opened.timeout_sec = timeout_sec
+    return opened
+
+
+def check_source(source: Source, timeout_sec: float | None = None) -> None:
+    """The checks that need no model, before any is loaded: a local file exists, is a readable,
+    regular, not empty file, and opens as what its name says (a video's header is read, no
+    frame decoded); a URL answers. Webcams are left to the reader. Raises ``VideoError``
+    naming the source, also when it gives no answer within ``timeout_sec``."""
     if _webcam_index(source) is not None:
         return
-    with open_source(source):
+    with open_source(source, timeout_sec):
         pass
 
 
-def probe(source: Source) -> VideoInfo:
+def probe(source: Source, timeout_sec: float | None = None) -> VideoInfo:
     """Open a source just to report its fps, frame count, duration and size."""
-    with open_source(source) as video:
+    with open_source(source, timeout_sec) as video:
         return video.info
 
 

@@ -9,6 +9,7 @@ every runner (CLI, web Upload tab, batch) gets through all of them in seconds on
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Case:
     duration_sec: float | None = None  # captions: the true duration
     duration_tol: float = 0.06
     uploadable: bool = True  # can go through the web Upload tab (a file the client can read)
+    mixed_stem: str | None = None  # its outputs' stem when given with the others in one run (a name taken before)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +102,11 @@ def claim_ten_hours(mkv: Path) -> Path:
     return mkv
 
 
-def make_corpus(folder: Path, ffmpeg: str, refused_url: str, served_url: str | None = None) -> list[Case]:
+READ_TIMEOUT_SEC = "3"  # --read-timeout of every runner: how long the stalled cases take to give up
+
+
+def make_corpus(folder: Path, ffmpeg: str, refused_url: str, served_url: str | None = None,
+                stalled_url: str | None = None) -> list[Case]:
     folder.mkdir(parents=True, exist_ok=True)
     f = folder
     cases: list[Case] = []
@@ -137,6 +143,17 @@ def make_corpus(folder: Path, ffmpeg: str, refused_url: str, served_url: str | N
     cases.append(Case("spaces, quotes, non-ASCII name", quoted, "captions", duration_sec=3.0))
     if served_url:
         cases.append(Case("URL of a served clip", served_url, "captions", duration_sec=3.0, uploadable=False))
+    # names read as glob patterns where no file of that name exists (yt-dlp names downloads "Title [id].ext")
+    download = f / "Talk [x1Y2z3].mp4"
+    download.write_bytes(good.read_bytes())
+    cases.append(Case("name with [brackets]", download, "captions", duration_sec=3.0))
+    starred = f / "what*? [1].mp4"
+    starred.write_bytes(good.read_bytes())
+    cases.append(Case("name with * and ?", starred, "captions", duration_sec=3.0))
+    (f / "day2").mkdir(exist_ok=True)
+    again = f / "day2" / "good.mp4"  # one name in two folders (a camera's 0001.mp4 each day)
+    again.write_bytes(good.read_bytes())
+    cases.append(Case("same name, other folder", again, "captions", duration_sec=3.0, mixed_stem="good-2"))
 
     # ---- refused: one line naming the input and the problem ------------------------------------
     (f / "empty.mp4").write_bytes(b"")
@@ -166,4 +183,12 @@ def make_corpus(folder: Path, ffmpeg: str, refused_url: str, served_url: str | N
                       uploadable=False))
     cases.append(Case("non-existent path", f / "missing.mp4", "error", "file not found", uploadable=False))
     cases.append(Case("URL refusing connection", refused_url, "error", "could not be opened", uploadable=False))
+    cases.append(Case("pattern matching nothing", str(f / "nothing*?.mp4"), "error",
+                      "no video or image file matches this pattern", uploadable=False))
+    os.mkfifo(f / "fifo.mp4")  # a named pipe no one writes to: reading it would wait forever
+    cases.append(Case("named pipe (FIFO)", f / "fifo.mp4", "error", "is a named pipe (FIFO), not a regular file",
+                      uploadable=False))
+    if stalled_url:
+        cases.append(Case("server that sends nothing", stalled_url, "error", f"no data for {READ_TIMEOUT_SEC}s",
+                          uploadable=False))
     return cases

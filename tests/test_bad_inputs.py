@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,12 +27,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from captioner import cli
 from captioner.writers import parse_srt, parse_vtt
 
-from corpus import Case, make_corpus
+from corpus import READ_TIMEOUT_SEC, Case, make_corpus
 from servers import free_port, serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +72,40 @@ def corpus(corpus_dir, ffmpeg_exe) -> list[Case]:
     thread.start()
     refused = f"http://127.0.0.1:{free_port()}/clip.mp4"  # nothing listens there
     served = f"http://127.0.0.1:{server.server_address[1]}/served.mp4"
-    cases = make_corpus(corpus_dir / "inputs", ffmpeg_exe, refused, served)
-    shutil.copy(corpus_dir / "inputs" / "good.mp4", www / "served.mp4")
+    with stalling_server() as stalled:
+        cases = make_corpus(corpus_dir / "inputs", ffmpeg_exe, refused, served, stalled)
+        shutil.copy(corpus_dir / "inputs" / "good.mp4", www / "served.mp4")
+        try:
+            yield cases
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@contextlib.contextmanager
+def stalling_server():
+    """The URL of a server on 127.0.0.1 that accepts connections and then sends nothing (as a
+    stalled network mount or a hung server does); every connection is closed on the way out."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    closing = threading.Event()
+
+    def accept() -> None:
+        while not closing.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
     try:
-        yield cases
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/stalled.mp4"
     finally:
-        server.shutdown()
-        server.server_close()
+        closing.set()
+        listener.close()
+        for conn in held:
+            conn.close()
 
 
 @dataclass
@@ -177,13 +206,14 @@ def leftovers(folder: Path) -> list[str]:
                   if (HIDDEN_TEMP.match(p.name) or p.name.startswith(".")) and p.name not in BATCH_LOCK_FILES)
 
 
-def check_outputs(case: Case, out: Path, formats=VIDEO_OUTPUTS) -> list[str]:
+def check_outputs(case: Case, out: Path, formats=VIDEO_OUTPUTS, stem: str | None = None) -> list[str]:
     """The captions of a playable case: every output, the true duration, no cue past the end."""
     problems = []
-    missing = [f"{case.stem}.{ext}" for ext in formats if not (out / f"{case.stem}.{ext}").is_file()]
+    stem = stem or case.stem
+    missing = [f"{stem}.{ext}" for ext in formats if not (out / f"{stem}.{ext}").is_file()]
     if missing:
         return [f"missing outputs {missing}"]
-    data = json.loads((out / f"{case.stem}.json").read_text(encoding="utf-8"))
+    data = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
     duration = data["video"]["duration_sec"]
     if abs(duration - case.duration_sec) > case.duration_tol:
         problems.append(f"duration {duration} != {case.duration_sec}")
@@ -193,8 +223,8 @@ def check_outputs(case: Case, out: Path, formats=VIDEO_OUTPUTS) -> list[str]:
     elif segments[-1]["end"] > duration + 1e-6:
         problems.append(f"last segment ends at {segments[-1]['end']} after the video ({duration})")
     if "srt" in formats:
-        cues = parse_srt((out / f"{case.stem}.srt").read_text(encoding="utf-8"))
-        parse_vtt((out / f"{case.stem}.vtt").read_text(encoding="utf-8"))
+        cues = parse_srt((out / f"{stem}.srt").read_text(encoding="utf-8"))
+        parse_vtt((out / f"{stem}.vtt").read_text(encoding="utf-8"))
         if not cues or cues[-1][1] > duration + 1e-3:
             problems.append(f"last cue ends after the video: {cues[-1:]}")
     return problems
@@ -243,18 +273,25 @@ def _cli_in_process(args: list[str]) -> tuple[int, str, str, float]:
 LOCKED = "no read permission"
 
 
-def captioned(case: Case, out: Path) -> str:
-    data = json.loads((out / f"{case.stem}.json").read_text(encoding="utf-8"))
+def out_stem(case: Case, mixed: bool) -> str:
+    """The stem of a case's outputs: its own alone; in a run with all the others, a name taken
+    before it gets ``-2`` (the CLI and batch name them alike)."""
+    return case.mixed_stem if mixed and case.mixed_stem else case.stem
+
+
+def captioned(case: Case, out: Path, stem: str) -> str:
+    data = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
     return f"captioned: {len(data['segments'])} segment(s), {data['video']['duration_sec']} s"
 
 
 def cli_row(case: Case, runner: str, code: int, stderr: str, out: Path, mine: list[str]) -> Row:
     """The row of one case in a CLI run: ``mine`` are the error lines that name it."""
     problems = ["traceback"] if "Traceback" in stderr else []
+    stem = out_stem(case, runner != "cli alone")
     if case.ok:
-        problems += [f"exit {code}"] * (runner == "cli alone" and code != 0) + check_outputs(case, out)
+        problems += [f"exit {code}"] * (runner == "cli alone" and code != 0) + check_outputs(case, out, stem=stem)
         problems += [f"error: {line}" for line in mine]
-        message = captioned(case, out) if (out / f"{case.stem}.json").exists() else (mine or ["no output"])[0]
+        message = captioned(case, out, stem) if (out / f"{stem}.json").exists() else (mine or ["no output"])[0]
     else:
         problems += [f"exit {code}, expected 1"] * (code != 1)
         problems += [f"{len(mine)} lines name it"] * (len(mine) != 1) + check_message(case, mine[0] if mine else "")
@@ -273,7 +310,7 @@ def test_corpus_through_the_cli_one_case_at_a_time(corpus, model, unprivileged, 
     rows = []
     for i, case in enumerate(corpus):
         out = tmp_path / f"out{i}"
-        args = [str(case.source), "-f", "all", "--imgsz", IMGSZ, "--quiet", "-o"]
+        args = [str(case.source), "-f", "all", "--imgsz", IMGSZ, "--read-timeout", READ_TIMEOUT_SEC, "--quiet", "-o"]
         if case.name == LOCKED and unprivileged.skip_reason:
             rows.append(Row(case.name, "cli alone", "skipped", unprivileged.skip_reason, []))
             continue
@@ -299,7 +336,8 @@ def test_corpus_mixed_with_a_good_clip_in_one_call(corpus, unprivileged, report,
     out = folder / "out"
     cases = [c for c in corpus if not (c.name == LOCKED and unprivileged.skip_reason)]
     started = time.monotonic()
-    result = run_cli([*(str(c.source) for c in cases), "-o", str(out), "-f", "all", "--imgsz", IMGSZ, "--quiet"],
+    result = run_cli([*(str(c.source) for c in cases), "-o", str(out), "-f", "all", "--imgsz", IMGSZ,
+                      "--read-timeout", READ_TIMEOUT_SEC, "--quiet"],
                      env_dir=folder, unprivileged=unprivileged)
     elapsed = time.monotonic() - started
     lines = error_lines(result.stderr)
@@ -322,7 +360,8 @@ def test_bad_inputs_are_answered_before_any_model_loads(corpus, monkeypatch, tmp
     """A call with only inputs that can be refused by their header answers at once: no model is
     loaded (``cli.load`` must not run), in-process well under a second; and as a fresh process."""
     monkeypatch.setattr(cli, "load", lambda *a: pytest.fail("a model was loaded for inputs that are all bad"))
-    early = [c for c in corpus if not c.ok and c.name not in ("truncated mp4 (header intact)", "no read permission")]
+    early = [c for c in corpus if not c.ok and c.name not in ("truncated mp4 (header intact)", "no read permission",
+                                                             "server that sends nothing")]  # waits out its timeout
     args = [*(str(c.source) for c in early), "-o", str(tmp_path / "out"), "--quiet"]
     code, _, stderr, seconds = _cli_in_process(args)
     assert code == 1 and len(error_lines(stderr)) == len(early), stderr
@@ -402,7 +441,8 @@ def batch_runner():
     below runs as is. Until then it skips with the reason."""
     if "batch" not in cli.subcommands():
         pytest.skip("`captioner batch` does not exist on this branch yet (issue #11); hook: tests/test_bad_inputs.py::batch_runner")
-    return lambda inputs, out, folder: run_cli(["batch", *inputs, "-o", str(out), "--imgsz", IMGSZ], env_dir=folder)
+    return lambda inputs, out, folder: run_cli(["batch", *inputs, "-o", str(out), "--imgsz", IMGSZ,
+                                                "--read-timeout", READ_TIMEOUT_SEC], env_dir=folder)
 
 
 def test_corpus_through_captioner_batch(corpus, report, run_dir):
@@ -414,7 +454,8 @@ def test_corpus_through_captioner_batch(corpus, report, run_dir):
     rows = []
     for case in (c for c in corpus if c.name != "no read permission"):
         mine = [line for line in lines if str(case.source) in line]
-        problems = check_outputs(case, folder / "out") if case.ok else check_message(case, mine[0] if mine else "")
+        problems = (check_outputs(case, folder / "out", stem=out_stem(case, True)) if case.ok
+                    else check_message(case, mine[0] if mine else ""))
         rows.append(Row(case.name, "batch", str(result.returncode), mine[0] if mine else "captioned", problems))
     report("bad-input corpus: captioner batch", table(rows))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -492,3 +533,81 @@ def test_the_last_cue_ends_with_the_video():
     assert end_of_frames(9.8, 9.6, 5.0, 36000.0) == pytest.approx(10.0)  # a lying header is ignored
     assert end_of_frames(6.5, 6.0, 5.172) == pytest.approx(6.5 + 1 / 5.172)  # VFR: the shorter period
     assert end_of_frames(3.0, 2.75) == pytest.approx(3.25)  # live: the gap between frames
+
+
+# ------------------------------------------------------------------------------------------------
+# sources that stop delivering: bounded waits (--read-timeout)
+
+
+def _y4m(width: int = 64, height: int = 48, frames: int = 10) -> tuple[bytes, bytes]:
+    """An uncompressed YUV4MPEG2 stream: (header, frames), grey frames at 10 fps."""
+    header = f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode()
+    frame = b"FRAME\n" + bytes([128]) * (width * height * 3 // 2)
+    return header, frame * frames
+
+
+def test_live_source_that_stops_delivering_ends_in_bounded_time(run_dir, report):
+    """``captioner live`` reads a named pipe (other commands refuse one by name). A writer sends a
+    second of frames, then holds the pipe open and sends nothing: the reader is given up on after
+    --read-timeout, reopening finds no data either, and the run ends by itself, exit 1, with the
+    source and the problem named. A pipe no one ever writes to ends the same way."""
+    folder = run_dir()
+    rows = []
+    for name, frames in (("live: pipe that stalls", 10), ("live: pipe no one writes to", None)):
+        fifo = folder / f"{'stalls' if frames else 'silent'}.y4m"
+        os.mkfifo(fifo)
+        writer_done = threading.Event()
+
+        def write(path=fifo, n=frames, done=writer_done) -> None:
+            header, data = _y4m(frames=n)
+            with open(path, "wb") as pipe:  # blocks until the reader opens the pipe
+                pipe.write(header + data)
+                pipe.flush()
+                done.wait(120)  # held open, nothing more sent
+
+        writer = threading.Thread(target=write, daemon=True)
+        if frames:
+            writer.start()
+        started = time.monotonic()
+        result = run_cli(["live", str(fifo), "--imgsz", IMGSZ, "--read-timeout", "2", "--reconnect", "1"],
+                         env_dir=folder, timeout=120)
+        elapsed = time.monotonic() - started
+        writer_done.set()
+        if not frames:  # let a reader still waiting in open() go: open and close the writing end
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        lines = error_lines(result.stderr)
+        problems = [f"exit {result.returncode}, expected 1"] * (result.returncode != 1)
+        problems += ["traceback"] * ("Traceback" in result.stderr)
+        problems += [f"{len(lines)} error lines"] * (len(lines) != 1)
+        problems += ["source or problem not named"] * (not lines or str(fifo) not in lines[0] or "no data for 2s" not in lines[0])
+        rows.append(Row(name, "live", str(result.returncode), lines[0] if lines else result.stderr[-150:], problems))
+        rows[-1].message += f" ({elapsed:.1f} s)"
+    report("bad-input corpus: sources that stop delivering", table(rows))
+    assert all(r.ok for r in rows), table([r for r in rows if not r.ok])
+
+
+def test_read_ahead_gives_up_on_a_stalled_read():
+    """A source whose read blocks after two frames: iteration raises a VideoError naming it after
+    ``timeout_sec``, and leaving the ``with`` block does not wait for the stuck reader."""
+    from captioner.errors import VideoError
+    from captioner.video import ReadAhead, SampledFrame, VideoInfo
+
+    release = threading.Event()
+
+    class Stalling:
+        name, timeout_sec = "stalling.mp4", 0.5
+        info = VideoInfo("stalling.mp4", 10.0, 100, 10.0, 8, 8)
+
+        def frames(self, wants=None):
+            for i in range(2):
+                yield SampledFrame(i, i / 10, np.zeros((8, 8, 3), np.uint8))
+            release.wait(30)  # a read that does not return
+
+    got = []
+    started = time.monotonic()
+    with pytest.raises(VideoError, match=r"stalling.mp4: no data for 0.5s while reading frames \(after 2 frames\)"):
+        with ReadAhead(Stalling(), None, depth=0) as frames:  # a time bound needs the thread, even at depth 0
+            got.extend(frames)
+    assert time.monotonic() - started < 5.0 and len(got) == 2
+    release.set()
