@@ -18,7 +18,7 @@ measurement loaded helps the next), after one untimed warm-up pass in that proce
   or an ONNX file with Ultralytics' metadata) through its own AutoBackend;
 - floor: decoding (grab every frame, convert the sampled ones, as captioner's sampler picks them)
   plus ``YOLO.predict`` on each sampled frame, timed back to back, nothing else;
-- live: a clip's frames pushed in real time at 15 and 30 fps into ``Captioner.new_session()``
+- live: a clip's frames pushed in real time at 15 and 30 fps into ``Captioner.new_live_stream()``
   (boxes for every frame, as the web page asks), newest frame wins when it falls behind (as
   ``captioner live`` does); latency = from a frame's arrival to its update; sustained fps =
   updates per second of wall time.
@@ -73,7 +73,7 @@ def _video_sec(clip: str) -> float:
 def child_ours(spec: dict) -> dict:
     """captioner at default settings, instrumented per stage."""
     import captioner
-    from captioner import perception, stream, tokens, model as model_module, video
+    from captioner import perception, stream, tokens, model as model_module, video, windows
     from captioner.writers import get_writer
 
     times = {name: 0.0 for name in STAGES}
@@ -114,7 +114,7 @@ def child_ours(spec: dict) -> dict:
     tokens.FrameTokenizer.__call__ = timed("tokens", tokens.FrameTokenizer.__call__)
     model_module.CaptionModel.encode = timed("LSTM", model_module.CaptionModel.encode)
     stream.forecast_next = timed("next-event head", stream.forecast_next)
-    stream.beam_search = timed("beam search", stream.beam_search)
+    windows.beam_search = timed("beam search", windows.beam_search)
     out_dir = Path(tempfile.mkdtemp(prefix="captioner-bench-"))
     writer = get_writer("all", out_dir, overwrite=True)
     total, video_sec, analysed = 0.0, 0.0, 0
@@ -206,10 +206,10 @@ def child_live(spec: dict) -> dict:
                 break
     model = captioner.load_model(imgsz=spec["imgsz"], backend=spec["backend"])
     size = (images[0].shape[1], images[0].shape[0])
-    warm = model.new_session(size)
+    warm = model.new_live_stream(size)
     for i, image in enumerate(images[:12]):  # warm-up: set-up, first calls, the export backend's compile
         warm.push(image, i / spec["push_fps"])
-    session = model.new_session(size)
+    session = model.new_live_stream(size)
     mailbox, stop = LatestFrame(), threading.Event()
     n_frames = int(spec["seconds"] * spec["push_fps"])
     start = time.monotonic() + 0.05
@@ -354,7 +354,8 @@ def main() -> None:
     import importlib.util
 
     from captioner.options import CaptionOptions
-    from captioner.perception import file_sha256, resolve_weights
+    from captioner.fileio import file_sha256
+    from captioner.model_files import resolve_yolo_weights as resolve_weights
 
     machine = machine_line()  # before Ultralytics' CPU set-up changes torch's thread count in this process
     backends = args.backends or ["torch"] + [b for b, m in (("openvino", "openvino"),) if importlib.util.find_spec(m)]
@@ -421,7 +422,7 @@ def main() -> None:
               f"{100 * (ours['seconds'] - serial) / base:.1f} |")
         print(f"| total (decode overlapped) | {ours['seconds']:.2f} | {100 * ours['seconds'] / base:.1f} |")
         print(f"| overhead over the floor | {ours['seconds'] - base:+.2f} | {100 * (ours['seconds'] - base) / base:+.1f} |")
-    print("\nLive: Captioner.new_session() (boxes for every frame), frames pushed in real time, newest wins")
+    print("\nLive: Captioner.new_live_stream() (boxes for every frame), frames pushed in real time, newest wins")
     print("| backend | imgsz | pushed fps | latency p50 / p95 / p99 ms | push() p95 ms | sustained fps | dropped | "
           "peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")

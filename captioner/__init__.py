@@ -6,8 +6,9 @@
 >>> for segment in result.segments:
 ...     print(segment.start, segment.end, segment.caption, segment.next_text)
 
-The data path, one module each: video -> perception -> features -> tokens -> model ->
-decoding -> stream -> pipeline (this API) -> writers / annotate. ``captioner.training`` holds
+The data path, one module each: video -> perception -> features -> events -> tokens -> model
+-> grounding (what may be said) -> decoding (the search) -> windows (captions and forecasts of
+windows) -> stream (one source's state) -> pipeline (this API) -> writers / annotate. ``captioner.training`` holds
 the training kit; the runtime never imports it.
 
 The names below are imported on first use (PEP 562), so ``captioner bad.mp4`` can check its

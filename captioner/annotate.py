@@ -20,13 +20,14 @@ import tempfile
 import unicodedata
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .coco import COCO_CLASSES
 from .errors import CaptionerError
+from .options import ProgressCallback
 from .perception import Detections
 from .result import Result, Segment
 from .video import VideoSource
@@ -444,7 +445,6 @@ class _SegmentLookup:
         return None
 
 
-ProgressCallback = Callable[[int, int], None]
 
 
 def render_annotated_video(

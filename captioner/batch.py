@@ -30,14 +30,15 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .engines import BatchError, BatchItem, LocalEngine, OutputLock, RayEngine, RunEvents, WorkerSpec
-from .errors import CaptionerError, OptionsError
+from .errors import EXIT_OK, EXIT_SOME_FAILED, CaptionerError, OptionsError
 from .fileio import sweep_temp_files, unique_stem
 from .jobs import FileOutcome, OutputOptions, expand_inputs, source_name
 from .library import Library, LibraryError
 from .manifest import InputRecord, Manifest, NewInput, RunSettings
+from .model_files import model_files
 from .options import CaptionOptions
 from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_media_file, is_url, probe
 from .writers import parse_formats
@@ -98,7 +99,7 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if (self.failed or self.failed_before) else 0
+        return EXIT_SOME_FAILED if (self.failed or self.failed_before) else EXIT_OK
 
     def throughput(self) -> tuple[float, float]:
         """(videos per minute, video seconds per second) over the run's wall time."""
@@ -209,18 +210,6 @@ def batch_output(output: OutputOptions) -> OutputOptions:
     return replace(output, output_format=",".join(["json", *formats]))
 
 
-def model_files(yolo_weights: str | None, weights: str | None) -> dict[str, dict[str, str]]:
-    """Name and sha256 of the two model files a run will load, resolved exactly as
-    ``load_model`` resolves them (without loading them)."""
-    from .checkpoint import resolve_checkpoint
-    from .perception import file_sha256, resolve_weights
-
-    yolo = resolve_weights(yolo_weights)
-    captioner_path = resolve_checkpoint(weights)
-    return {"yolo": {"name": Path(yolo).name, "sha256": file_sha256(yolo) if Path(yolo).is_file() else ""},
-            "captioner": {"name": captioner_path.name, "sha256": file_sha256(captioner_path)}}
-
-
 def run_settings(config: BatchConfig, output: OutputOptions) -> RunSettings:
     options = config.options
     caption = {"imgsz": options.imgsz, "conf": options.conf, "window_sec": options.window_sec,
@@ -294,6 +283,25 @@ def make_engine(config: BatchConfig, model=None, quiet: bool = False):
     return LocalEngine(config.workers, model)
 
 
+@dataclass
+class BatchRun:
+    """One ``captioner batch`` run, as one value: what it was asked, the outputs it writes (json
+    always on, ``batch_output``), its settings and model hashes, the engine, and the summary it
+    fills in as inputs finish."""
+
+    config: BatchConfig
+    output: OutputOptions
+    settings: RunSettings
+    engine: Any
+    reporter: BatchReporter
+    summary: BatchSummary
+    argv: Sequence[str] | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output.output_dir
+
+
 def run_batch(config: BatchConfig, reporter: BatchReporter | None = None, *, model=None, engine=None,
               argv: Sequence[str] | None = None) -> BatchSummary:
     """Caption ``config.inputs`` into ``config.output.output_dir``, resuming what earlier runs
@@ -308,20 +316,18 @@ def run_batch(config: BatchConfig, reporter: BatchReporter | None = None, *, mod
     sources, skipped = collect_inputs(config.inputs, output_dir)
     if not sources and not skipped:
         raise BatchError("no video or image files found in the given inputs")
-    summary = BatchSummary(output_dir)
+    run = BatchRun(config, output, settings, engine, reporter, BatchSummary(output_dir), argv)
     start = time.perf_counter()
     try:
-        _run_batch(config, output, settings, sources, skipped, engine, reporter, summary, argv)
+        _run_batch(run, sources, skipped)
     finally:
-        summary.seconds = time.perf_counter() - start
+        run.summary.seconds = time.perf_counter() - start
         reporter.close()
-    return summary
+    return run.summary
 
 
-def _run_batch(config: BatchConfig, output: OutputOptions, settings: RunSettings, sources: list[str],
-               skipped: dict[str, str], engine, reporter: BatchReporter, summary: BatchSummary,
-               argv: Sequence[str] | None) -> None:
-    output_dir = output.output_dir
+def _run_batch(run: BatchRun, sources: list[str], skipped: dict[str, str]) -> None:
+    config, output, settings, summary, output_dir = run.config, run.output, run.settings, run.summary, run.output_dir
     with OutputLock(output_dir):
         removed = sweep_temp_files(output_dir)
         if removed:
@@ -359,9 +365,9 @@ def _run_batch(config: BatchConfig, output: OutputOptions, settings: RunSettings
                 log.warning("library: %s", exc)
             items = _with_durations(manifest, plan.items, config.options.read_timeout_sec)
             summary.to_do = len(items)
-            reporter.planned(summary, items)
+            run.reporter.planned(summary, items)
             if items:
-                _run_items(engine, items, config, output, settings, manifest, library, reporter, summary, argv)
+                _run_items(run, items, manifest, library)
 
 
 def _with_durations(manifest: Manifest, items: list[BatchItem], timeout_sec: float | None) -> list[BatchItem]:
@@ -377,14 +383,13 @@ def _with_durations(manifest: Manifest, items: list[BatchItem], timeout_sec: flo
     return out
 
 
-def _run_items(engine, items: list[BatchItem], config: BatchConfig, output: OutputOptions, settings: RunSettings,
-               manifest: Manifest, library: Library, reporter: BatchReporter, summary: BatchSummary,
-               argv: Sequence[str] | None) -> None:
-    output_dir = output.output_dir
+def _run_items(run: BatchRun, items: list[BatchItem], manifest: Manifest, library: Library) -> None:
+    config, output, settings, output_dir = run.config, run.output, run.settings, run.output_dir
+    engine, reporter, summary = run.engine, run.reporter, run.summary
     by_id = {item.id: item for item in items}
     spec = WorkerSpec(output, config.options, config.yolo_weights, config.weights,
                       lock_dir=str(output_dir) if engine.name == "ray" or config.workers > 1 else None)
-    run_id = manifest.start_run(engine.name, config.workers, settings.key, argv)
+    run_id = manifest.start_run(engine.name, config.workers, settings.key, run.argv)
     finished: set[int] = set()
 
     def start(started: list[BatchItem]) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from .decoding import EvidenceBar, Grounding
+from .grounding.evidence import EvidenceBar, Grounding
 from .errors import ModelError
-from .fileio import atomic_output
+from .fileio import atomic_output, file_sha256
 from .model import CaptionModel, ModelConfig
+from .model_files import resolve_checkpoint
 from .perception import BackboneInfo
 from .video import DEFAULT_ANALYSIS_FPS
 from .vocab import Vocabulary
@@ -27,15 +28,13 @@ from .vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-WEIGHTS_ENV = "CAPTIONER_WEIGHTS"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "captioner.pt"
 
 
 @dataclass
 class TrainedModel:
     """A loaded caption model and everything needed to use it."""
 
-    model: CaptionModel
+    network: CaptionModel  # the LSTM encoder, next-event head and caption decoder
     vocab: Vocabulary
     grounding: Grounding
     backbone: dict  # BackboneInfo.layout() + weights_name + weights_sha256
@@ -44,14 +43,6 @@ class TrainedModel:
     evidence: EvidenceBar = field(default_factory=EvidenceBar)  # when a detected class may be named
     path: str = ""
     sha256: str = ""
-
-
-def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
-    candidate = Path(path or os.environ.get(WEIGHTS_ENV) or DEFAULT_CHECKPOINT)
-    if not candidate.exists():
-        raise ModelError(f"caption model {candidate}: file not found. Train one with `captioner train` "
-                         f"or pass --weights PATH (or set ${WEIGHTS_ENV})")
-    return candidate
 
 
 def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
@@ -80,7 +71,6 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> TrainedModel:
     from .coco import CLASS_INDEX
-    from .perception import file_sha256
 
     path = resolve_checkpoint(path)
     try:

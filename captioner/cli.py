@@ -22,7 +22,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import CaptionerError, ModelError, OptionsError, VideoError
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, CaptionerError, ModelError, OptionsError,
+                     VideoError)
 from .jobs import FileOutcome, OutputOptions, caption_file, expand_inputs, output_stems, run_each
 from .options import BACKENDS, CaptionOptions
 from .video import DEFAULT_ANALYSIS_FPS, check_source
@@ -30,7 +31,6 @@ from .writers import CAPTION_FORMATS, OUTPUT_FORMATS, parse_formats
 
 log = logging.getLogger("captioner")
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 COMMAND_GROUP = "captioner.commands"
 
 
@@ -389,7 +389,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {bars.done} input(s) finished and recorded; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     videos_per_min, rate = summary.throughput()
     if not args.quiet or summary.exit_code:
         print(f"{summary.output_dir}: {summary.done} captioned, {summary.failed} failed in this run "
@@ -486,4 +486,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SOME_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

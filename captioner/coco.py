@@ -75,6 +75,11 @@ def class_word(name: str, count: int = 1) -> str:
     return singular if count == 1 else plural
 
 
+def with_article(noun: str) -> str:
+    """"a person", "an umbrella"."""
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 # Caption nouns (lower-case, singular or plural) -> COCO class. Built by hand from the nouns
 # that are frequent in MSVD / MSR-VTT / ActivityNet captions; lemmatised forms are looked up too.
 _SYNONYMS: dict[str, tuple[str, ...]] = {

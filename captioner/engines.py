@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from .errors import CaptionerError, OptionsError
 from .jobs import FileOutcome, OutputOptions, caption_file, run_each
-from .options import CaptionOptions
+from .options import CaptionOptions, ProgressCallback
 from .result import Result
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def start_worker(spec: WorkerSpec):
     return load_model(spec.options, yolo_weights=spec.yolo_weights, weights=spec.weights)
 
 
-ProgressFor = Callable[[BatchItem], Callable[[int, int], None] | None]
+ProgressFor = Callable[[BatchItem], ProgressCallback | None]
 
 
 def item_job(model, spec: WorkerSpec, progress_for: ProgressFor | None = None) -> Callable[[BatchItem], FileOutcome]:
@@ -205,7 +205,7 @@ def item_job(model, spec: WorkerSpec, progress_for: ProgressFor | None = None) -
     return job
 
 
-def throttled(send: Callable[[int, int], None], every_sec: float = 0.25) -> Callable[[int, int], None]:
+def throttled(send: ProgressCallback, every_sec: float = 0.25) -> ProgressCallback:
     """A progress callback that passes on at most one update per ``every_sec`` (and the last)."""
     last = [0.0]
 

@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from .boxes import box_areas, box_centres
 from .coco import COCO_CLASSES, NUM_CLASSES
 from .errors import OptionsError
-from .features import FrameFeatures
+from .perception import Detections
 
 log = logging.getLogger(__name__)
+
+
+class TimedDetections(Protocol):
+    """The one kind of frame the track facts read: its time and its boxes (with track ids). An
+    analysed frame of any stage has both (``perception.FrameFeatures``, ``stream.AnalysedFrame``)."""
+
+    t_sec: float
+    detections: Detections
+
 
 EVENT_KINDS = ("present", "enters", "leaves", "moves", "stops", "together")
 SIDES = ("left", "right", "top", "bottom")
@@ -129,7 +138,7 @@ def _slope(t: np.ndarray, y: np.ndarray) -> float:
     return float((tc * (y - y.mean())).sum() / var) if var > 0 else 0.0
 
 
-def _collect_tracks(frames: Sequence[FrameFeatures]) -> dict[int, _Track]:
+def _collect_tracks(frames: Sequence[TimedDetections]) -> dict[int, _Track]:
     """Samples per confirmed track id (one per frame: the most confident if an id repeats)."""
     samples: dict[int, dict[int, tuple[float, np.ndarray, int, float]]] = {}
     for pos, frame in enumerate(frames):
@@ -177,7 +186,7 @@ def _summarize(track: _Track, width: float, height: float) -> TrackSummary:
     )
 
 
-def summarize_tracks(frames: Sequence[FrameFeatures], frame_size: tuple[int, int]) -> list[TrackSummary]:
+def summarize_tracks(frames: Sequence[TimedDetections], frame_size: tuple[int, int]) -> list[TrackSummary]:
     """One summary per confirmed track (track_id >= 0) in ``frames``, sorted by track id.
     ``frame_size``: (width, height) in pixels."""
     width, height = _check_size(frame_size)
@@ -192,7 +201,7 @@ def _steady(rates: np.ndarray) -> float:
     return float(lower if abs(lower) <= abs(upper) else upper)
 
 
-def mostly_walking(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], class_ids: set[int]) -> bool:
+def mostly_walking(frames: Sequence[TimedDetections], frame_size: tuple[int, int], class_ids: set[int]) -> bool:
     """True when at least half of the tracks of ``class_ids`` seen in >= ``MOVE_MIN_FRAMES``
     frames move at walking pace or faster: sideways across the view (>= ``WALK_MIN_SPEED``
     frame widths/s), or in any direction by >= ``WALK_MIN_BODY_SPEED`` of their own height per
@@ -231,7 +240,7 @@ def motion_direction(track: TrackSummary) -> str | None:
     return "toward" if track.scale_rate > 0 else "away"
 
 
-def dominant_motion(frames: Sequence[FrameFeatures], frame_size: tuple[int, int],
+def dominant_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int],
                     class_ids: set[int]) -> tuple[int, str] | None:
     """(class id, direction) of the motion of ``class_ids``' tracks in ``frames`` with the most
     track-frames (the rule that labels the next-event head's direction targets, applied to the
@@ -261,7 +270,7 @@ def seconds_in_view(track: TrackSummary, frame_size: tuple[int, int], horizon_se
     return max(t_exit, 0.0)
 
 
-def heading_out(frames: Sequence[FrameFeatures], frame_size: tuple[int, int], horizon_sec: float,
+def heading_out(frames: Sequence[TimedDetections], frame_size: tuple[int, int], horizon_sec: float,
                 live_sec: float = 0.5) -> set[int]:
     """Classes with a track seen in the last ``live_sec`` whose centre, kept at its fitted
     velocity over ``frames``, leaves the frame within ``horizon_sec``."""
@@ -327,7 +336,7 @@ def _stop_time(track: _Track, width: float, height: float) -> float | None:
     return float(t[far[-1] + 1]) if len(far) else float(t[0])
 
 
-def _class_stats(frames: Sequence[FrameFeatures], width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+def _class_stats(frames: Sequence[TimedDetections], width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
     """counts (n_frames, 80) int: detections per class per frame (tracked or not);
     area (n_frames, 80) float: summed box area as a share of the frame."""
     counts = np.zeros((len(frames), NUM_CLASSES), np.int64)
@@ -348,7 +357,7 @@ def _present(counts: np.ndarray, tracks: dict[int, _Track]) -> np.ndarray:
     return present
 
 
-def present_class_ids(frames: Sequence[FrameFeatures], frame_size: tuple[int, int]) -> list[int]:
+def present_class_ids(frames: Sequence[TimedDetections], frame_size: tuple[int, int]) -> list[int]:
     """COCO ids of the classes ``window_events`` would call present, ascending."""
     width, height = _check_size(frame_size)
     counts, _ = _class_stats(frames, width, height)
@@ -360,7 +369,7 @@ def _max_simultaneous(tracks: list[_Track]) -> int:
     return int(np.bincount(positions).max())
 
 
-def window_events(frames: Sequence[FrameFeatures], frame_size: tuple[int, int]) -> list[Event]:
+def window_events(frames: Sequence[TimedDetections], frame_size: tuple[int, int]) -> list[Event]:
     """All events of a window, most salient first. ``frame_size``: (width, height) pixels.
 
     An empty window, or one without detections, gives []. Untracked detections (track_id -1)

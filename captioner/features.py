@@ -1,7 +1,7 @@
 """Stage 3: per-frame features of one source, and an on-disk cache so training never recomputes
 perception.
 
-``PerceptionStream`` is the perception half of a stream: the frame sampler and the tracker of
+``SourcePerception`` is the perception half of a stream: the frame sampler and the tracker of
 ONE source. Every frame's timestamp goes through it; the frames the sampler takes (the analysis
 rate) get one YOLO pass and the tracker, and come out as ``FrameFeatures`` - everything later
 stages know about a frame. Offline files, live sessions and the training cache all go through
@@ -19,40 +19,20 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .fileio import atomic_output
+from .fileio import atomic_output, file_sha256
 from .boxes import box_iou
-from .options import CaptionOptions
-from .perception import Detections, Perception, file_sha256
+from .options import CaptionOptions, ProgressCallback
+from .perception import Detections, FrameFeatures, Perception
 from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, VideoInfo, open_source
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CAPTIONER_CACHE"
 CACHE_FORMAT = 3  # 2: per-box appearance, spatial cells, one class per track; 3: box colours
-
-
-@dataclass
-class FrameFeatures:
-    """One analysed frame (see ``perception.PerceivedFrame``).
-
-    embedding: (D,) float32 pooled YOLO neck features; cells: (G, C) float32 pooled grid cells
-    of the last neck map, or None where unknown (hand-made test frames).
-    """
-
-    t_sec: float
-    frame_index: int
-    detections: Detections  # every detection, with its track id (-1 where unconfirmed) and appearance
-    embedding: np.ndarray
-    cells: np.ndarray | None = None
-
-    @property
-    def tracks(self) -> Detections:
-        """The detections that belong to a confirmed track."""
-        return self.detections.tracked
 
 
 @dataclass
@@ -72,7 +52,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "captioner" / "features")
 
 
-class PerceptionStream:
+class SourcePerception:
     """The frame sampler and the tracker of ONE source (never share one between sources).
 
     ``push(image, t_sec)`` for every frame, in order: a frame the sampler takes (at
@@ -105,12 +85,12 @@ class PerceptionStream:
             t_sec = next(f.t_sec for f, take in zip(frames, taken) if take and f.image_bgr is None)
             raise ValueError(f"frame at {t_sec:.3f}s is analysed but no image was given (decode frames that wants() "
                              f"accepts)")
-        seen = iter(self.perception.detect(images, self.tracker))
+        times = [(f.t_sec, f.index) for f, take in zip(frames, taken) if take]
+        seen = iter(self.perception.detect(images, self.tracker, times=times))
         out: list[FrameFeatures | None] = []
-        for f, take in zip(frames, taken):
+        for take in taken:
             if take:
-                p = next(seen)
-                self.last = FrameFeatures(f.t_sec, f.index, p.detections, p.embedding, p.cells)
+                self.last = next(seen)
             out.append(self.last if take else None)
         return out
 
@@ -209,7 +189,7 @@ def extract_features(
     *,
     analysis_fps: float = DEFAULT_ANALYSIS_FPS,
     cache: FeatureCache | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     timeout_sec: float | None = CaptionOptions.read_timeout_sec,
 ) -> tuple[VideoFeatures, bool]:
     """Features of a whole video file, from the cache when possible.
@@ -229,7 +209,7 @@ def extract_features(
             return cached, True
     with open_source(video_path, timeout_sec) as video, ReadAhead(video, analysis_fps) as frames:
         info = video.info
-        stream = PerceptionStream(perception, analysis_fps, info.fps)
+        stream = SourcePerception(perception, analysis_fps, info.fps)
         frame_features = []
         for frame in frames:
             if progress:

@@ -16,6 +16,7 @@ writes into that directory, once that writer is gone and the file has been still
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -231,3 +232,12 @@ def write_files_atomically(contents: dict[Path, str], *, overwrite: bool = False
                 target.unlink(missing_ok=True)
         raise
     return targets
+
+
+def file_sha256(path: StrPath, chunk_bytes: int = 1 << 20) -> str:
+    """The hex sha256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

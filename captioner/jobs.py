@@ -21,13 +21,13 @@ from urllib.parse import urlparse
 
 from .errors import CaptionerError, OptionsError
 from .fileio import check_targets, unique_stem
-from .options import CaptionOptions
+from .options import CaptionOptions, ProgressCallback
 from .result import Result
 from .video import is_image_file, is_media_file, is_url
 from .writers import WRITERS, ResultWriter, parse_formats, write_result, writer_formats
 
 if TYPE_CHECKING:  # the pipeline (and torch) load only when a model does
-    from .pipeline import Captioner, ProgressCallback
+    from .pipeline import Captioner
 
 log = logging.getLogger(__name__)
 

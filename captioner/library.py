@@ -118,7 +118,7 @@ def _segment_rows(result: Result) -> Iterator[tuple[str, str, str, float, float,
     for seg in result.segments:
         evidence = seg.evidence
         counts = dict(evidence.class_counts) or {name: 1 for name in evidence.classes}  # older outputs: present
-        yield (seg.caption, "\n".join(e.text for e in seg.next), " ".join(evidence.classes), float(seg.start),
+        yield (seg.caption, "\n".join(e.text for e in seg.forecast), " ".join(evidence.classes), float(seg.start),
                float(seg.end), len(evidence.track_ids), float(seg.confidence), counts)
 
 

@@ -23,7 +23,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .errors import VideoError
+from .errors import EXIT_OK, EXIT_SOME_FAILED, VideoError
 from .pipeline import Captioner
 from .result import Segment
 from .stream import Stream
@@ -31,7 +31,6 @@ from .video import VideoSource, no_data, open_source
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 @dataclass
@@ -172,7 +171,7 @@ class SourceReader(threading.Thread):
 
 
 def segment_record(segment: Segment) -> dict:
-    return {"type": "segment", **asdict(segment)}
+    return {"type": "segment", **segment.to_dict()}
 
 
 def replace_stalled(reader: SourceReader, mailbox: LatestFrame, stats: LiveStats,
@@ -240,7 +239,7 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
                     final = stream.finish()
                     if final is not None:
                         emit(segment_record(final), None)
-                stream = reader.stream = model.new_session(size, source_fps=source_fps, detect_every_frame=False)
+                stream = reader.stream = model.new_live_stream(size, source_fps=source_fps, detect_every_frame=False)
             update = stream.push(frame.image_bgr, frame.t_sec)
             stats.lags_sec.append(max(time.monotonic() - frame.due, 0.0))
             if not update.analysed:
@@ -248,13 +247,13 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
             stats.frames_analysed += 1
             if update.segment is not None:
                 emit(segment_record(update.segment), None)
-            top = update.next[0] if update.next else None
+            top = update.forecast[0] if update.forecast else None
             now = (update.caption, (top.kind, top.class_name) if top else None)
             if now != shown:
                 shown = now
                 line = f"[{update.t_sec:8.2f}s] {update.caption}" + (f"  | next: {top.text}" if top else "")
                 emit({"type": "caption", "t_sec": round(update.t_sec, 3), "caption": update.caption,
-                      "next": [asdict(e) for e in update.next]}, line)
+                      "next": [asdict(e) for e in update.forecast]}, line)
         stop.set()
         # a file played to its end ends where it truly does; anything else one frame after the last
         final = stream.finish(None if stopped_early else reader.file_end_sec) if stream is not None else None
@@ -270,6 +269,6 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
     stats.frames_dropped = mailbox.dropped
     if reader.error:
         print(f"error: {reader.error}", file=sys.stderr)
-        stats.exit_code = EXIT_FAILED
+        stats.exit_code = EXIT_SOME_FAILED
     print(f"{source}: {stats.summary()}", file=out, flush=True)  # --quiet keeps only this line
     return stats

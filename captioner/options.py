@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 from .errors import OptionsError
 
@@ -24,7 +24,22 @@ STYLES = ("human", "events")  # phrasing learned from human captions / from even
 BACKENDS = ("torch", "onnx", "openvino")
 PERCEPTION_FIELDS = ("imgsz", "conf", "device", "backend")
 MAX_FRAME_BATCH = 64
+ProgressCallback = Callable[[int, int], None]  # progress(done, total): frames, or seconds of video
 DEFAULT_READ_TIMEOUT_SEC = 30.0
+
+
+def check_device(device: str | None, backend: str = "torch") -> None:
+    """The one check of a device name and a backend, and that the two go together
+    (``OptionsError`` naming what is allowed); whether a GPU is there is ``perception.select_device``'s."""
+    if device not in (None, "", "auto", "cpu", "mps") and not (
+            isinstance(device, str) and (device.isdigit() or device == "cuda" or
+                                         (device.startswith("cuda:") and device[5:].isdigit()))):
+        raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+    if backend not in BACKENDS:
+        raise OptionsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "torch" and device not in (None, "", "auto", "cpu"):
+        raise OptionsError(f"backend {backend!r} runs on the CPU; use --device cpu, or --backend torch for "
+                           f"device {device!r}")
 
 
 def _number(value: Any) -> bool:
@@ -61,16 +76,7 @@ class CaptionOptions:
             raise OptionsError(f"image size must be an integer between 32 and 4096 pixels, got {self.imgsz!r}")
         if not _number(self.conf) or not (0.0 < self.conf < 1.0):
             raise OptionsError(f"confidence threshold must be in (0, 1), got {self.conf!r}")
-        device = self.device
-        if device not in (None, "", "auto", "cpu", "mps") and not (
-                isinstance(device, str) and (device.isdigit() or device == "cuda" or
-                                             (device.startswith("cuda:") and device[5:].isdigit()))):
-            raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
-        if self.backend not in BACKENDS:
-            raise OptionsError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.backend != "torch" and device not in (None, "", "auto", "cpu"):
-            raise OptionsError(f"backend {self.backend!r} runs on the CPU; use --device cpu, or --backend torch for "
-                               f"device {device!r}")
+        check_device(self.device, self.backend)
         if not isinstance(self.frame_batch, int) or isinstance(self.frame_batch, bool) or \
                 not (0 <= self.frame_batch <= MAX_FRAME_BATCH):
             raise OptionsError(f"frame batch must be an integer between 0 (auto) and {MAX_FRAME_BATCH}, "

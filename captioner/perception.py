@@ -22,7 +22,6 @@ call the same object a dog in one frame and a cow in the next.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -34,17 +33,12 @@ import numpy as np
 from .coco import COCO_CLASSES
 from .colours import box_colours
 from .errors import ModelError, OptionsError
-from .options import CaptionOptions
+from .fileio import file_sha256
+from .model_files import YOLO_WEIGHTS_ENV, check_download_allowed, resolve_yolo_weights
+from .options import CaptionOptions, check_device
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_ENV = "CAPTIONER_YOLO_WEIGHTS"
-DEFAULT_YOLO_NAME = "yolo11n.pt"  # Ultralytics downloads it by this name where online
-REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The backbone the caption model was trained on, shipped in weights/ so a fresh clone works
-# offline (provenance in weights/MODEL_CARD.md); checked by content, not by name.
-SHIPPED_YOLO_NAME = "yolo11n-coco-int8w.pt"
-SHIPPED_YOLO_SHA256 = "3810b2717549c73d06ab6722cdb77f55d0b4b25b32c2396eb4db4d772f56870d"
 # YOLO11n / YOLOv8n neck outputs at strides 8, 16, 32 (the inputs of the Detect head).
 DEFAULT_FEATURE_LAYERS: tuple[int, ...] = (16, 19, 22)
 CELL_GRID = 3  # the last (P5) map pooled to CELL_GRID x CELL_GRID cells
@@ -93,27 +87,27 @@ class Detections:
         return self[self.track_id >= 0]
 
 
-def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairwise intersection areas (len(a), len(b)) of two sets of xyxy boxes, and the areas of
-    ``a`` (len(a),) and of ``b`` (len(b),)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    inter = (np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-             * np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None))
-    return inter, (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-
-
 @dataclass
-class PerceivedFrame:
-    """What one forward pass says about one frame.
+class FrameFeatures:
+    """What one forward pass says about one analysed frame.
 
-    detections: the boxes, with track ids and per-box appearance
+    t_sec, frame_index: when it was in its source (a photo: 0.0, 0)
+    detections: every box, with its track id (-1 where unconfirmed) and appearance
     embedding:  (D,) float32, the concatenated global-average-pooled ``feature_layers`` outputs
-    cells:      (CELL_GRID ** 2, C_last) float32, the last feature layer pooled to a grid (row-major)
+    cells:      (CELL_GRID ** 2, C_last) float32, the last feature layer pooled to a grid
+                (row-major), or None where unknown (hand-made test frames)
     """
 
+    t_sec: float
+    frame_index: int
     detections: Detections
     embedding: np.ndarray
-    cells: np.ndarray
+    cells: np.ndarray | None = None
+
+    @property
+    def tracks(self) -> Detections:
+        """The detections that belong to a confirmed track."""
+        return self.detections.tracked
 
 
 @dataclass(frozen=True)
@@ -138,68 +132,18 @@ class BackboneInfo:
                 "feature_layers": list(self.feature_layers), "feature_dims": list(self.feature_dims)}
 
 
-def resolve_weights(explicit: str | os.PathLike | None = None) -> str:
-    """Where the YOLO weights come from: argument/flag, then $CAPTIONER_YOLO_WEIGHTS, then the
-    shipped ``weights/yolo11n-coco-int8w.pt`` (sha256-checked), then the Ultralytics name
-    ``yolo11n.pt``, which Ultralytics downloads where online (said in the log first)."""
-    if explicit:
-        path = Path(explicit)
-        if path.exists():
-            return str(path)
-        if path.name == str(explicit) and path.suffix == ".pt" and path.name.startswith("yolo"):
-            return str(explicit)  # a bare Ultralytics model name: Ultralytics will fetch it
-        raise ModelError(f"YOLO weights {explicit}: file not found")
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        if not Path(env).exists():
-            raise ModelError(f"${WEIGHTS_ENV}={env}: file not found; fix the variable or unset it")
-        return env
-    for directory in dict.fromkeys((REPO_WEIGHTS_DIR, Path.cwd() / "weights")):
-        shipped = directory / SHIPPED_YOLO_NAME
-        if shipped.is_file():
-            digest = file_sha256(shipped)
-            if digest != SHIPPED_YOLO_SHA256:
-                raise ModelError(f"YOLO weights {shipped}: not the shipped file (sha256 {digest[:12]}..., expected "
-                                 f"{SHIPPED_YOLO_SHA256[:12]}...; damaged, or a Git LFS pointer): restore it with "
-                                 f"`git checkout -- weights/{SHIPPED_YOLO_NAME}`, or pass --yolo-weights PATH")
-            return str(shipped)
-    return DEFAULT_YOLO_NAME
-
-
-def _check_download_allowed(weights: str) -> None:
-    """The default never downloads silently, and not at all where the user said offline."""
-    if Path(weights).exists():
-        return
-    if os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise ModelError(f"YOLO weights {weights}: not found locally and $YOLO_OFFLINE is set, so it is not downloaded; "
-                         f"pass --yolo-weights PATH or set ${WEIGHTS_ENV}")
-    log.warning("YOLO weights %s are not on this machine: Ultralytics will try to download them", weights)
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def select_device(device: str | None = None, backend: str = "torch") -> str:
     """The torch device: ``None``/``"auto"`` picks the first CUDA GPU where there is one, else the
     CPU; the export backends always run on the CPU."""
     import torch
 
+    check_device(device, backend)
     if backend != "torch":
-        if device not in (None, "", "auto", "cpu"):
-            raise OptionsError(f"backend {backend!r} runs on the CPU; use --device cpu, or --backend torch")
         return "cpu"
     if device in (None, "", "auto"):
         return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") or str(device).isdigit():
-        if not torch.cuda.is_available():
-            raise OptionsError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    elif device not in ("cpu", "mps"):
-        raise OptionsError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    if is_cuda(device) and not torch.cuda.is_available():
+        raise OptionsError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
     return str(device)
 
 
@@ -282,13 +226,13 @@ class Perception:
             from .export import check_runtime
 
             check_runtime(backend)  # before the weights load: a missing package is the likelier error
-        self.weights_path = resolve_weights(weights)
-        _check_download_allowed(self.weights_path)
+        self.weights_path = resolve_yolo_weights(weights)
+        check_download_allowed(self.weights_path)
         try:
             self.yolo = YOLO(self.weights_path)
         except Exception as exc:  # offline download failures, corrupt files, wrong format
             hint = "" if Path(self.weights_path).exists() else (
-                f" (not found locally and could not be downloaded; set ${WEIGHTS_ENV} or pass --yolo-weights PATH)")
+                f" (not found locally and could not be downloaded; set ${YOLO_WEIGHTS_ENV} or pass --yolo-weights PATH)")
             raise ModelError(f"YOLO weights {self.weights_path}: could not be loaded{hint}: {exc}") from exc
         if getattr(self.yolo, "task", "detect") != "detect":
             raise ModelError(f"YOLO weights {self.weights_path}: a '{self.yolo.task}' model; captioner needs a detection model")
@@ -404,11 +348,12 @@ class Perception:
         return batch, results, maps
 
     def detect(self, images_bgr: list[np.ndarray], tracker: StreamTracker | None = None, *,
-               features: bool = True) -> list[PerceivedFrame]:
-        """One forward pass over a batch of frames (in stream order) -> one ``PerceivedFrame`` each;
-        the tracker sees the frames one by one, in order. ``features=False`` (boxes only, e.g.
-        to draw a frame that is not analysed) skips the pooling: ``embedding`` and ``cells``
-        are then empty and ``appearance`` None."""
+               features: bool = True, times: Sequence[tuple[float, int]] | None = None) -> list[FrameFeatures]:
+        """One forward pass over a batch of frames (in stream order) -> one ``FrameFeatures`` each,
+        at ``times`` [(t_sec, frame_index)] (default: 0.0, 0, a photo's); the tracker sees the
+        frames one by one, in order. ``features=False`` (boxes only, e.g. to draw a frame that
+        is not analysed) skips the pooling: ``embedding`` and ``cells`` are then empty and
+        ``appearance`` None."""
         if not images_bgr:
             return []
         import torch
@@ -425,6 +370,7 @@ class Perception:
         if features:
             embeddings, cells, appearance = self._pool(maps, boxes, batch.shape[2:])
         out = []
+        times = times or [(0.0, 0)] * len(images_bgr)
         for b, (box, image) in enumerate(zip(boxes, images_bgr)):
             if tracker is not None:
                 track_id, class_id = tracker.assign(box, image)
@@ -435,10 +381,10 @@ class Perception:
                 offset = sum(counts[:b])
                 detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id,
                                         appearance[offset:offset + len(box)], box_colours(image, xyxy))
-                out.append(PerceivedFrame(detections, embeddings[b], cells[b]))
+                out.append(FrameFeatures(*times[b], detections, embeddings[b], cells[b]))
             else:
                 detections = Detections(xyxy, box.conf.astype(np.float32), class_id, track_id)
-                out.append(PerceivedFrame(detections, np.zeros(0, np.float32), np.zeros((0, 0), np.float32)))
+                out.append(FrameFeatures(*times[b], detections, np.zeros(0, np.float32), np.zeros((0, 0), np.float32)))
         return out
 
     def _pool(self, maps: list, boxes: list, input_hw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

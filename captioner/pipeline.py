@@ -3,12 +3,12 @@
 >>> import captioner
 >>> model = captioner.load_model()                 # YOLO + caption model, loaded once
 >>> result = model.caption("clip.mp4")             # -> Result (segments, forecasts, evidence)
->>> session = model.new_session((640, 480))        # live: push frames as they come
->>> update = session.push(frame_bgr, t_sec)
+>>> stream = model.new_live_stream((640, 480))     # live: push frames as they come
+>>> update = stream.push(frame_bgr, t_sec)
 
 ``caption`` runs a file (or a still image, or an image array) through a ``stream.Stream`` in one
 pass, dropping frames as soon as they are analysed, so memory stays flat however long the
-video. ``new_session`` / ``stream`` give the same ``Stream`` to live sources: each owns its
+video. ``new_live_stream`` / ``stream`` give the same ``Stream`` to live sources: each owns its
 tracker, sampler, token and LSTM state; nothing is global.
 """
 
@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from .checkpoint import TrainedModel, check_backbone, load_checkpoint
 from .errors import OptionsError
-from .options import CaptionOptions
+from .options import CaptionOptions, ProgressCallback
 from .perception import Detections, Perception, is_cuda
 from .result import Evidence, Result, Segment, VideoMeta
 from .stream import Stream, StreamUpdate
@@ -31,7 +31,6 @@ from .video import ReadAhead, open_source, too_long
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
 
 
 class Captioner:
@@ -42,7 +41,7 @@ class Captioner:
         check_backbone(trained.backbone, perception.backbone)
         self.perception, self.trained = perception, trained
         self.options = options or CaptionOptions(imgsz=perception.imgsz, conf=perception.conf, backend=perception.backend)
-        trained.model.eval()
+        trained.network.eval()
 
     @property
     def analysis_fps(self) -> float:
@@ -151,27 +150,27 @@ class Captioner:
         return Stream(self.perception, self.trained, frame_size, self._options(options, overrides), self.analysis_fps,
                       source_fps=source_fps, live=live, detect_every_frame=detect_every_frame)
 
-    def new_session(self, frame_size: tuple[int, int], options: CaptionOptions | None = None, *,
-                    source_fps: float | None = None, detect_every_frame: bool = True, **overrides: Any) -> Stream:
+    def new_live_stream(self, frame_size: tuple[int, int], options: CaptionOptions | None = None, *,
+                        source_fps: float | None = None, detect_every_frame: bool = True, **overrides: Any) -> Stream:
         """A live stream: a preview caption and a forecast with every analysed frame, boxes for
         every frame (``detect_every_frame``), and the closed windows as ``update.segment``."""
         return self.new_stream(frame_size, options, source_fps=source_fps, live=True,
                                detect_every_frame=detect_every_frame, **overrides)
 
     def stream(self, frames_with_timestamps: Iterable[tuple[np.ndarray, float]], options: CaptionOptions | None = None,
-               **session_options: Any) -> Iterator[StreamUpdate]:
+               **stream_options: Any) -> Iterator[StreamUpdate]:
         """Live captioning of (image_bgr, t_sec) pairs: one update per frame; at the end, one
         more update carrying the last (partial) window's segment, if any."""
-        session, last_t = None, 0.0
+        stream, last_t = None, 0.0
         for image, t_sec in frames_with_timestamps:
-            if session is None:
-                session = self.new_session((image.shape[1], image.shape[0]), options, **session_options)
+            if stream is None:
+                stream = self.new_live_stream((image.shape[1], image.shape[0]), options, **stream_options)
             last_t = t_sec
-            yield session.push(image, t_sec)
-        if session is not None:
-            segment = session.finish()
+            yield stream.push(image, t_sec)
+        if stream is not None:
+            segment = stream.finish()
             if segment is not None:
-                yield StreamUpdate(last_t, Detections.empty(), False, session.caption, session.next, False, segment)
+                yield StreamUpdate(last_t, Detections.empty(), False, stream.caption, stream.forecast, False, segment)
 
 
 def merge_segments(segments: list[Segment]) -> list[Segment]:
@@ -182,7 +181,7 @@ def merge_segments(segments: list[Segment]) -> list[Segment]:
             prev = merged[-1]
             n_prev, n_seg = len(prev.evidence.frame_times_sec), len(seg.evidence.frame_times_sec)
             prev.confidence = round((prev.confidence * n_prev + seg.confidence * n_seg) / max(n_prev + n_seg, 1), 4)
-            prev.end, prev.next = seg.end, seg.next
+            prev.end, prev.forecast = seg.end, seg.forecast
             prev.evidence = Evidence(sorted(set(prev.evidence.track_ids) | set(seg.evidence.track_ids)),
                                      list(dict.fromkeys(prev.evidence.classes + seg.evidence.classes)),
                                      prev.evidence.frame_times_sec + seg.evidence.frame_times_sec,
@@ -195,7 +194,7 @@ def merge_segments(segments: list[Segment]) -> list[Segment]:
 
 def load_model(options: CaptionOptions | None = None, *, yolo_weights: str | os.PathLike | None = None,
                weights: str | os.PathLike | None = None, **overrides: Any) -> Captioner:
-    """Load YOLO (``perception.resolve_weights``: argument, $CAPTIONER_YOLO_WEIGHTS, the shipped
+    """Load YOLO (``model_files.resolve_yolo_weights``: argument, $CAPTIONER_YOLO_WEIGHTS, the shipped
     ``weights/yolo11n-coco-int8w.pt``) and the caption model (argument, $CAPTIONER_WEIGHTS,
     ``weights/captioner.pt``) once. ``options`` (or keywords such as ``imgsz=320``) set the
     defaults of every later call; the perception ones (imgsz, conf, device, backend) are fixed here."""

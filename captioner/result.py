@@ -48,13 +48,23 @@ class Segment:
     end: float  # seconds
     caption: str
     confidence: float  # mean token probability of the caption, in [0, 1]
-    next: list[NextEvent] = field(default_factory=list)
+    forecast: list[NextEvent] = field(default_factory=list)  # what happens next; "next" in the JSON
     evidence: Evidence = field(default_factory=Evidence)
 
     @property
     def next_text(self) -> str:
         """The most likely forecast as one line ("" when there is none)."""
-        return self.next[0].text if self.next else ""
+        return self.forecast[0].text if self.forecast else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the forecast under its schema key, "next")."""
+        return {("next" if key == "forecast" else key): value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Segment":
+        return cls(start=data["start"], end=data["end"], caption=data["caption"], confidence=data["confidence"],
+                   forecast=[NextEvent(**n) for n in data.get("next", [])],
+                   evidence=Evidence(**data.get("evidence", {})))
 
 
 @dataclass
@@ -87,17 +97,10 @@ class Result:
             "video": asdict(self.video),
             "settings": self.settings,
             "models": self.models,
-            "segments": [asdict(s) for s in self.segments],
+            "segments": [s.to_dict() for s in self.segments],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Result":
-        segments = [
-            Segment(
-                start=s["start"], end=s["end"], caption=s["caption"], confidence=s["confidence"],
-                next=[NextEvent(**n) for n in s.get("next", [])],
-                evidence=Evidence(**s.get("evidence", {})),
-            )
-            for s in data["segments"]
-        ]
+        segments = [Segment.from_dict(s) for s in data["segments"]]
         return cls(VideoMeta(**data["video"]), segments, data.get("settings", {}), data.get("models", {}))

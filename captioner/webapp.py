@@ -40,7 +40,7 @@ import zipfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import gradio as gr
@@ -51,6 +51,7 @@ from .errors import CaptionerError, VideoError
 from .fileio import atomic_output, unique_stem, write_files_atomically
 from .jobs import FileOutcome, OutputOptions, caption_file, run_each
 from .library import Library, LibraryError
+from .options import ProgressCallback
 from .pipeline import Captioner
 from .result import Result
 from .stream import Stream
@@ -93,17 +94,17 @@ class AppConfig:
     library_dir: Path | None = None  # a `captioner batch` output folder to search (the Library tab)
 
 
-class GuardedModel:
-    """A loaded model and the lock that makes one caller at a time use it."""
+class LockedCaptioner:
+    """A loaded ``Captioner`` and the lock that makes one caller at a time use it."""
 
-    def __init__(self, model: Captioner, lock: threading.Lock | None = None):
-        self.model = model
+    def __init__(self, captioner: Captioner, lock: threading.Lock | None = None):
+        self.captioner = captioner
         self.lock = lock or threading.Lock()
 
     def caption(self, *args, **kwargs) -> Result:
         """``Captioner.caption`` under the lock (writing files and encoding video run outside it)."""
         with self.lock:
-            return self.model.caption(*args, **kwargs)
+            return self.captioner.caption(*args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -154,18 +155,18 @@ def player_vtt(vtt_text: str) -> str:
 class LiveState:
     """Everything one browser session's live stream remembers (kept in ``gr.State``)."""
 
-    session: Stream | None = None
+    stream: Stream | None = None
     frame_size: tuple[int, int] | None = None
     t0: float = 0.0
     frames: int = 0
     server_ms: deque = field(default_factory=lambda: deque(maxlen=60))
-    arrivals: deque = field(default_factory=lambda: deque(maxlen=60))  # monotonic seconds
+    frame_times: deque = field(default_factory=lambda: deque(maxlen=60))  # when the last frames arrived, monotonic s
 
     def stats(self) -> dict[str, float]:
         median_ms = statistics.median(self.server_ms) if self.server_ms else 0.0
         fps = 0.0
-        if len(self.arrivals) >= 2 and self.arrivals[-1] > self.arrivals[0]:
-            fps = (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
+        if len(self.frame_times) >= 2 and self.frame_times[-1] > self.frame_times[0]:
+            fps = (len(self.frame_times) - 1) / (self.frame_times[-1] - self.frame_times[0])
         return {"frames": self.frames, "median_ms": median_ms, "last_ms": self.server_ms[-1] if self.server_ms else 0.0,
                 "fps": fps}
 
@@ -176,7 +177,7 @@ class LiveState:
 
     def close(self) -> None:
         """Drop the stream (tracker, LSTM state, windows): what a session holds beyond a few numbers."""
-        self.session = None
+        self.stream = None
 
 
 def release_live_state(state: Any) -> None:
@@ -199,11 +200,11 @@ class CaptionApp:
         self.clock = time.monotonic  # when a webcam frame arrived (tests replace it)
         self.live_states: weakref.WeakSet[LiveState] = weakref.WeakSet()  # live sessions whose state is still held
         self.demo: gr.Blocks | None = None  # set by create_app: its state holder frees sessions that leave
-        self.upload = GuardedModel(model)
+        self.upload = LockedCaptioner(model)
         if live_model is None or live_model is model:
             self.live = self.upload  # one model: share its lock too
         else:
-            self.live = GuardedModel(live_model)
+            self.live = LockedCaptioner(live_model)
         if self.config.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="captioner-webapp-"))
             atexit.register(shutil.rmtree, self.work_dir, True)
@@ -238,23 +239,36 @@ class CaptionApp:
     # ---- upload -----------------------------------------------------------------------------
 
     def _caption_file(self, path: Path, name: str, out_dir: Path, stem: str, annotate: bool,
-                      on_frames: Callable[[int, int], None] | None = None,
-                      on_render: Callable[[int, int], None] | None = None,
+                      on_frames: ProgressCallback | None = None,
+                      on_render: ProgressCallback | None = None,
                       accepted: tuple[str, ...] = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) -> FileOutcome:
         """The shared file job (``jobs.caption_file``); the model is locked only while it runs."""
         check_media_name(path, name, accepted)
-        options = self.upload.model.options.replace(max_duration_sec=self.config.max_video_sec)
+        options = self.upload.captioner.options.replace(max_duration_sec=self.config.max_video_sec)
         return caption_file(self.upload, path, OutputOptions(out_dir, "all", annotate=annotate), options,  # type: ignore[arg-type]
                             stem=stem, display_name=name, progress=on_frames, annotate_progress=on_render)
+
+    def _caption_request(self, upload: str, kind: str, accepted: tuple[str, ...], refusal_title: str,
+                         on_frames: ProgressCallback | None = None,
+                         on_render: ProgressCallback | None = None) -> tuple[str, str, Path, FileOutcome, dict[str, Path]]:
+        """What the upload and image handlers share: caption one uploaded file into a fresh request
+        folder, with its annotated copy. (its name, its output stem, the folder, the outcome, its
+        files by extension); a file that cannot be captioned is a ``gr.Error`` naming it."""
+        path = Path(upload)
+        name = path.name
+        out_dir = self.request_dir(kind)
+        stem = unique_stem(name, set())
+        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True, on_frames, on_render,
+                                                                 accepted))
+        if not outcome.ok:
+            log.info("%s %s failed: %s", kind, name, outcome.error)
+            raise gr.Error(readable_error(outcome.error, path, name), title=refusal_title, print_exception=False)
+        return name, stem, out_dir, outcome, {p.name[len(stem) + 1:]: p for p in outcome.written}
 
     def caption_upload(self, video: str | None, progress=gr.Progress()):
         """Upload tab: (annotated video with subtitles, timeline rows, [json, srt, vtt], summary)."""
         if not video:
             raise gr.Error("Choose a video file first (drop it on the box or click to browse).")
-        path = Path(video)
-        name = path.name
-        out_dir = self.request_dir("upload")
-        stem = unique_stem(name, set())
         progress(0.0, desc="Waiting for the model")
 
         def on_frames(done: int, total: int) -> None:
@@ -266,19 +280,14 @@ class CaptionApp:
                 progress(PROGRESS_ANALYSIS_SHARE + (1 - PROGRESS_ANALYSIS_SHARE) * min(done / total, 1.0),
                          desc="Drawing the annotated video")
 
-        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True, on_frames, on_render,
-                                                                 VIDEO_EXTENSIONS))
-        if not outcome.ok:
-            log.info("upload %s failed: %s", name, outcome.error)
-            raise gr.Error(readable_error(outcome.error, path, name), title="Cannot caption this file",
-                           print_exception=False)
+        name, stem, out_dir, outcome, by_ext = self._caption_request(video, "upload", VIDEO_EXTENSIONS,
+                                                                     "Cannot caption this file", on_frames, on_render)
         result = outcome.result
-        by_ext = {p.name[len(stem) + 1:]: p for p in outcome.written}
         player_track = out_dir / f"{stem}.player.vtt"
         write_files_atomically({player_track: player_vtt(by_ext["vtt"].read_text(encoding="utf-8"))})
         meta = result.video
         summary = (f"**{name}**: {meta.duration_sec:.1f} s, {meta.width}x{meta.height}, "
-                   f"{len(result.segments)} segment(s); analysed at {self.upload.model.analysis_fps:g} fps in "
+                   f"{len(result.segments)} segment(s); analysed at {self.upload.captioner.analysis_fps:g} fps in "
                    f"{outcome.seconds:.1f} s.")
         return (gr.Video(value=str(by_ext["annotated.mp4"]), subtitles=str(player_track)), timeline_rows(result),
                 [str(by_ext[f]) for f in DOWNLOAD_FORMATS], summary)
@@ -287,18 +296,8 @@ class CaptionApp:
         """Upload tab, a still image: (annotated image, timeline row, [json, txt], summary)."""
         if not image:
             raise gr.Error("Choose an image file first (drop it on the box or click to browse).")
-        path = Path(image)
-        name = path.name
-        out_dir = self.request_dir("image")
-        stem = unique_stem(name, set())
-        outcome, = run_each([path], lambda p: self._caption_file(p, name, out_dir, stem, True,
-                                                                 accepted=IMAGE_EXTENSIONS))
-        if not outcome.ok:
-            log.info("image %s failed: %s", name, outcome.error)
-            raise gr.Error(readable_error(outcome.error, path, name), title="Cannot caption this image",
-                           print_exception=False)
+        name, _, _, outcome, by_ext = self._caption_request(image, "image", IMAGE_EXTENSIONS, "Cannot caption this image")
         result = outcome.result
-        by_ext = {p.name[len(stem) + 1:]: p for p in outcome.written}
         caption = result.segments[0].caption if result.segments else ""
         summary = (f"**{name}**: {result.video.width}x{result.video.height} image in {outcome.seconds:.1f} s: "
                    f"*{caption}*")
@@ -435,21 +434,21 @@ class CaptionApp:
             image_rgb = cv2.cvtColor(image_rgb, cv2.COLOR_GRAY2RGB)
         image_bgr = cv2.cvtColor(np.ascontiguousarray(image_rgb[..., :3]), cv2.COLOR_RGB2BGR)
         size = (image_bgr.shape[1], image_bgr.shape[0])
-        if state.session is None or state.frame_size != size:  # first frame, or the camera changed
-            state.session = self.live.model.new_session(size)
+        if state.stream is None or state.frame_size != size:  # first frame, or the camera changed
+            state.stream = self.live.captioner.new_live_stream(size)
             state.frame_size, state.t0 = size, arrived
         try:
             with self.live.lock:
-                update = state.session.push(image_bgr, arrived - state.t0)
+                update = state.stream.push(image_bgr, arrived - state.t0)
         except CaptionerError as exc:
             raise gr.Error(str(exc), title="Live captioning stopped", print_exception=False) from None
-        next_text = update.next[0].text if update.next else ""
+        next_text = update.forecast[0].text if update.forecast else ""
         annotated = draw_annotations(image_bgr, update.detections, update.caption, next_text)
         annotated_rgb = cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB)
         state.frames += 1
-        state.arrivals.append(arrived)
+        state.frame_times.append(arrived)
         state.server_ms.append((time.perf_counter() - start) * 1000.0)
-        next_lines = "\n".join(e.text for e in update.next[:3])
+        next_lines = "\n".join(e.text for e in update.forecast[:3])
         return annotated_rgb, update.caption, next_lines, state.stats_text(), state
 
     def live_reset(self, state: LiveState | None = None):
@@ -545,125 +544,146 @@ def sample_examples(samples_dir: Path | None) -> list[list[str]]:
     return [[str(Path(samples_dir) / name)] for name in EXAMPLE_CLIPS if (Path(samples_dir) / name).is_file()]
 
 
+def upload_tab(app: CaptionApp) -> None:
+    """The Upload tab: a video (or, in its accordion, a still image) -> annotated copy, timeline, files."""
+    cfg = app.config
+    with gr.Tab("Upload", id="upload"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                video_in = gr.Video(label="Video", sources=["upload"], elem_id="upload-video")
+                run = gr.Button("Caption video", variant="primary", elem_id="upload-run")
+                examples = sample_examples(cfg.samples_dir)
+                if examples:
+                    gr.Examples(examples=examples, inputs=[video_in], label="Sample clips", elem_id="upload-examples")
+                longest = f", up to {cfg.max_video_sec:g} s long" if cfg.max_video_sec else ""
+                gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}{longest}. Analysed at "
+                            f"{app.upload.captioner.analysis_fps:g} frames/s in {app.upload.captioner.options.window_sec:g} s segments.")
+            with gr.Column(scale=1):
+                video_out = gr.Video(label="Annotated video (captions as subtitles)", interactive=False,
+                                     elem_id="upload-annotated")
+                summary = gr.Markdown(elem_id="upload-summary")
+        timeline = gr.Dataframe(headers=TIMELINE_HEADERS, datatype=["number", "number", "str", "str", "number"],
+                                type="array", label="Timeline", interactive=False, wrap=True,
+                                column_widths=["8%", "8%", "42%", "32%", "10%"], elem_id="upload-timeline")
+        downloads = gr.File(label="Downloads (json, srt, vtt)", file_count="multiple", interactive=False,
+                            elem_id="upload-files")
+        with gr.Accordion("...or caption a still image", open=False, elem_id="upload-image-section"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    image_in = gr.Image(label="Image", sources=["upload"], type="filepath", elem_id="upload-image")
+                    run_image = gr.Button("Caption image", variant="primary", elem_id="upload-image-run")
+                    gr.Markdown(f"Accepted: {', '.join(ACCEPTED_IMAGE_TYPES)}.")
+                with gr.Column(scale=1):
+                    image_out = gr.Image(label="Annotated image", interactive=False, elem_id="upload-image-annotated")
+        run.click(app.caption_upload, inputs=[video_in], outputs=[video_out, timeline, downloads, summary],
+                  api_name="caption", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
+        run_image.click(app.caption_image, inputs=[image_in], outputs=[image_out, timeline, downloads, summary],
+                        api_name="caption_image", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
+
+
+def live_tab(app: CaptionApp) -> gr.Markdown:
+    """The Live tab: webcam frames stream to the server, each tab keeps its own ``Stream``. Returns
+    the camera note the page fills in on load."""
+    cfg = app.config
+    with gr.Tab("Live", id="live"):
+        camera_note = gr.Markdown("Checking for a camera...", elem_id="camera-note")
+        with gr.Row():
+            with gr.Column(scale=1):
+                webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                                  webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-webcam")
+            with gr.Column(scale=1):
+                live_out = gr.Image(label="Annotated (boxes, track ids, caption)", format="jpeg",
+                                    interactive=False, elem_id="live-annotated")
+        with gr.Row():
+            live_caption = gr.Textbox(label="Caption now", interactive=False, elem_id="live-caption")
+            live_next = gr.Textbox(label="What happens next", lines=2, interactive=False, elem_id="live-next")
+        live_stats = gr.Textbox(label="Speed (server time per frame, frames per second)", interactive=False,
+                                elem_id="live-stats")
+        gr.Markdown(f"Frames go to the server every {cfg.live_stream_every_sec:g} s; a stream stops after "
+                    f"{cfg.live_time_limit_sec} s (press start again to continue). Each browser tab keeps "
+                    "its own tracker and caption state.")
+        live_state = gr.State(None, time_to_live=cfg.live_idle_sec, delete_callback=release_live_state)
+        webcam.stream(app.live_step, inputs=[webcam, live_state],
+                      outputs=[live_out, live_caption, live_next, live_stats, live_state],
+                      stream_every=cfg.live_stream_every_sec, time_limit=cfg.live_time_limit_sec,
+                      concurrency_limit=cfg.live_concurrency, concurrency_id="live", api_name="live",
+                      show_progress="hidden")
+        webcam.clear(app.live_reset, inputs=[live_state],
+                     outputs=[live_out, live_caption, live_next, live_stats, live_state],
+                     api_visibility="private")
+    return camera_note
+
+
+def batch_tab(app: CaptionApp) -> None:
+    """The Batch tab: many files -> a zip of every output and a status table."""
+    cfg = app.config
+    with gr.Tab("Batch", id="batch"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                batch_in = gr.File(label="Videos or images", file_count="multiple", file_types=ACCEPTED_VIDEO_TYPES + ACCEPTED_IMAGE_TYPES,
+                                   type="filepath", elem_id="batch-files")
+                batch_run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
+                gr.Markdown(f"Up to {cfg.max_batch_files} files. The zip holds "
+                            f"{', '.join(BATCH_FORMATS)} for each video and status.tsv.")
+            with gr.Column(scale=1):
+                batch_zip = gr.File(label="All outputs (zip)", interactive=False, elem_id="batch-zip")
+                batch_summary = gr.Markdown(elem_id="batch-summary")
+        batch_table = gr.Dataframe(headers=BATCH_HEADERS, datatype=["str", "str", "number", "number", "str"],
+                                   type="array", label="Status per file", interactive=False, wrap=True,
+                                   column_widths=["20%", "8%", "10%", "12%", "50%"], elem_id="batch-status")
+        batch_run.click(app.caption_batch, inputs=[batch_in], outputs=[batch_zip, batch_table, batch_summary],
+                        api_name="batch", concurrency_limit=cfg.batch_concurrency, concurrency_id="batch")
+
+
+def library_tab(app: CaptionApp) -> None:
+    """The Library tab: search the captions of a ``captioner batch`` output folder and play a hit."""
+    with gr.Tab("Library", id="library"):
+        if app.library_dir is None:
+            gr.Markdown("No caption library. Caption a folder with `captioner batch VIDEOS -o OUTDIR`, then "
+                        "start the app with `python app.py --library OUTDIR` to search it here.",
+                        elem_id="library-none")
+        else:
+            with gr.Row():
+                library_query = gr.Textbox(label="Search captions", placeholder="dog runs on the beach",
+                                           scale=4, elem_id="library-query")
+                library_class = gr.Dropdown(choices=[""] + app.library_classes(), value="", label="Object",
+                                            allow_custom_value=True, scale=1, elem_id="library-class")
+                library_min = gr.Number(value=1, minimum=1, precision=0, label="at least (at once)", scale=1,
+                                        elem_id="library-min-count")
+                library_run = gr.Button("Search", variant="primary", scale=1, elem_id="library-run")
+            library_summary = gr.Markdown(f"Library: `{app.library_dir}`", elem_id="library-summary")
+            library_table = gr.Dataframe(headers=LIBRARY_HEADERS,
+                                         datatype=["str", "number", "number", "str", "str"],
+                                         type="array", label="Segments (click one to play it)",
+                                         interactive=False, wrap=True,
+                                         column_widths=["18%", "8%", "8%", "48%", "18%"],
+                                         elem_id="library-results")
+            library_video = gr.Video(label="Video", interactive=False, elem_id="library-video")
+            library_seek = gr.JSON(visible=False, elem_id="library-seek")
+            library_ids = gr.State([])
+            for trigger in (library_run.click, library_query.submit):
+                trigger(app.library_search, inputs=[library_query, library_class, library_min],
+                        outputs=[library_table, library_ids, library_summary], concurrency_limit=4,
+                        concurrency_id="library", api_name="library_search")
+            library_table.select(app.library_open, inputs=[library_ids],
+                                 outputs=[library_video, library_seek, library_summary],
+                                 concurrency_limit=4, concurrency_id="library", api_visibility="private"
+                                 ).then(None, inputs=[library_seek], js=LIBRARY_SEEK_JS)
+
+
 def create_app(model: Captioner, live_model: Captioner | None = None, *,
                config: AppConfig | None = None) -> gr.Blocks:
-    """Build the Blocks over already-loaded pipelines (``live_model`` e.g. at imgsz 320)."""
+    """Build the Blocks over already-loaded pipelines (``live_model`` e.g. at imgsz 320): the
+    shared layout, then one builder per tab."""
     app = CaptionApp(model, live_model, config)
-    cfg = app.config
     with gr.Blocks(title="captioner", analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         gr.Markdown("# captioner\nCaptions for video, with a forecast of what happens next. "
                     "One YOLO pass per frame gives boxes, track ids and features; an LSTM writes the captions.")
         with gr.Tabs():
-            with gr.Tab("Upload", id="upload"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        video_in = gr.Video(label="Video", sources=["upload"], elem_id="upload-video")
-                        run = gr.Button("Caption video", variant="primary", elem_id="upload-run")
-                        examples = sample_examples(cfg.samples_dir)
-                        if examples:
-                            gr.Examples(examples=examples, inputs=[video_in], label="Sample clips", elem_id="upload-examples")
-                        longest = f", up to {cfg.max_video_sec:g} s long" if cfg.max_video_sec else ""
-                        gr.Markdown(f"Accepted: {', '.join(ACCEPTED_VIDEO_TYPES)}{longest}. Analysed at "
-                                    f"{model.analysis_fps:g} frames/s in {model.options.window_sec:g} s segments.")
-                    with gr.Column(scale=1):
-                        video_out = gr.Video(label="Annotated video (captions as subtitles)", interactive=False,
-                                             elem_id="upload-annotated")
-                        summary = gr.Markdown(elem_id="upload-summary")
-                timeline = gr.Dataframe(headers=TIMELINE_HEADERS, datatype=["number", "number", "str", "str", "number"],
-                                        type="array", label="Timeline", interactive=False, wrap=True,
-                                        column_widths=["8%", "8%", "42%", "32%", "10%"], elem_id="upload-timeline")
-                downloads = gr.File(label="Downloads (json, srt, vtt)", file_count="multiple", interactive=False,
-                                    elem_id="upload-files")
-                with gr.Accordion("...or caption a still image", open=False, elem_id="upload-image-section"):
-                    with gr.Row():
-                        with gr.Column(scale=1):
-                            image_in = gr.Image(label="Image", sources=["upload"], type="filepath", elem_id="upload-image")
-                            run_image = gr.Button("Caption image", variant="primary", elem_id="upload-image-run")
-                            gr.Markdown(f"Accepted: {', '.join(ACCEPTED_IMAGE_TYPES)}.")
-                        with gr.Column(scale=1):
-                            image_out = gr.Image(label="Annotated image", interactive=False, elem_id="upload-image-annotated")
-                run.click(app.caption_upload, inputs=[video_in], outputs=[video_out, timeline, downloads, summary],
-                          api_name="caption", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
-                run_image.click(app.caption_image, inputs=[image_in], outputs=[image_out, timeline, downloads, summary],
-                                api_name="caption_image", concurrency_limit=cfg.upload_concurrency, concurrency_id="upload")
-
-            with gr.Tab("Live", id="live"):
-                camera_note = gr.Markdown("Checking for a camera...", elem_id="camera-note")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
-                                          webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-webcam")
-                    with gr.Column(scale=1):
-                        live_out = gr.Image(label="Annotated (boxes, track ids, caption)", format="jpeg",
-                                            interactive=False, elem_id="live-annotated")
-                with gr.Row():
-                    live_caption = gr.Textbox(label="Caption now", interactive=False, elem_id="live-caption")
-                    live_next = gr.Textbox(label="What happens next", lines=2, interactive=False, elem_id="live-next")
-                live_stats = gr.Textbox(label="Speed (server time per frame, frames per second)", interactive=False,
-                                        elem_id="live-stats")
-                gr.Markdown(f"Frames go to the server every {cfg.live_stream_every_sec:g} s; a stream stops after "
-                            f"{cfg.live_time_limit_sec} s (press start again to continue). Each browser tab keeps "
-                            "its own tracker and caption state.")
-                live_state = gr.State(None, time_to_live=cfg.live_idle_sec, delete_callback=release_live_state)
-                webcam.stream(app.live_step, inputs=[webcam, live_state],
-                              outputs=[live_out, live_caption, live_next, live_stats, live_state],
-                              stream_every=cfg.live_stream_every_sec, time_limit=cfg.live_time_limit_sec,
-                              concurrency_limit=cfg.live_concurrency, concurrency_id="live", api_name="live",
-                              show_progress="hidden")
-                webcam.clear(app.live_reset, inputs=[live_state],
-                             outputs=[live_out, live_caption, live_next, live_stats, live_state],
-                             api_visibility="private")
-
-            with gr.Tab("Batch", id="batch"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        batch_in = gr.File(label="Videos or images", file_count="multiple", file_types=ACCEPTED_VIDEO_TYPES + ACCEPTED_IMAGE_TYPES,
-                                           type="filepath", elem_id="batch-files")
-                        batch_run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
-                        gr.Markdown(f"Up to {cfg.max_batch_files} files. The zip holds "
-                                    f"{', '.join(BATCH_FORMATS)} for each video and status.tsv.")
-                    with gr.Column(scale=1):
-                        batch_zip = gr.File(label="All outputs (zip)", interactive=False, elem_id="batch-zip")
-                        batch_summary = gr.Markdown(elem_id="batch-summary")
-                batch_table = gr.Dataframe(headers=BATCH_HEADERS, datatype=["str", "str", "number", "number", "str"],
-                                           type="array", label="Status per file", interactive=False, wrap=True,
-                                           column_widths=["20%", "8%", "10%", "12%", "50%"], elem_id="batch-status")
-                batch_run.click(app.caption_batch, inputs=[batch_in], outputs=[batch_zip, batch_table, batch_summary],
-                                api_name="batch", concurrency_limit=cfg.batch_concurrency, concurrency_id="batch")
-
-            with gr.Tab("Library", id="library"):
-                if app.library_dir is None:
-                    gr.Markdown("No caption library. Caption a folder with `captioner batch VIDEOS -o OUTDIR`, then "
-                                "start the app with `python app.py --library OUTDIR` to search it here.",
-                                elem_id="library-none")
-                else:
-                    with gr.Row():
-                        library_query = gr.Textbox(label="Search captions", placeholder="dog runs on the beach",
-                                                   scale=4, elem_id="library-query")
-                        library_class = gr.Dropdown(choices=[""] + app.library_classes(), value="", label="Object",
-                                                    allow_custom_value=True, scale=1, elem_id="library-class")
-                        library_min = gr.Number(value=1, minimum=1, precision=0, label="at least (at once)", scale=1,
-                                                elem_id="library-min-count")
-                        library_run = gr.Button("Search", variant="primary", scale=1, elem_id="library-run")
-                    library_summary = gr.Markdown(f"Library: `{app.library_dir}`", elem_id="library-summary")
-                    library_table = gr.Dataframe(headers=LIBRARY_HEADERS,
-                                                 datatype=["str", "number", "number", "str", "str"],
-                                                 type="array", label="Segments (click one to play it)",
-                                                 interactive=False, wrap=True,
-                                                 column_widths=["18%", "8%", "8%", "48%", "18%"],
-                                                 elem_id="library-results")
-                    library_video = gr.Video(label="Video", interactive=False, elem_id="library-video")
-                    library_seek = gr.JSON(visible=False, elem_id="library-seek")
-                    library_ids = gr.State([])
-                    for trigger in (library_run.click, library_query.submit):
-                        trigger(app.library_search, inputs=[library_query, library_class, library_min],
-                                outputs=[library_table, library_ids, library_summary], concurrency_limit=4,
-                                concurrency_id="library", api_name="library_search")
-                    library_table.select(app.library_open, inputs=[library_ids],
-                                         outputs=[library_video, library_seek, library_summary],
-                                         concurrency_limit=4, concurrency_id="library", api_visibility="private"
-                                         ).then(None, inputs=[library_seek], js=LIBRARY_SEEK_JS)
-
+            upload_tab(app)
+            camera_note = live_tab(app)
+            batch_tab(app)
+            library_tab(app)
         demo.load(None, None, [camera_note], js=CAMERA_CHECK_JS)
         demo.unload(app.session_left)
     demo.caption_app = app  # type: ignore[attr-defined]  # for tests and launch()

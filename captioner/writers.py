@@ -1,4 +1,4 @@
-"""Output writers: one class per format, like openai/whisper's ``utils.py``.
+"""Stage 9: output writers: one class per format, like openai/whisper's ``utils.py``.
 
 >>> write = get_writer("all", "out/", show_next=True)
 >>> write(result, "clips/street.mp4")   # out/street.json, .srt, .vtt, .txt, .tsv
@@ -14,8 +14,8 @@ directory, fsync, rename), and a run that would replace an existing file is refu
 anything is written unless ``overwrite=True``. When several formats are written at once, all of them are rendered and
 staged first and only then renamed into place, so a failure part-way leaves no partial output.
 
-``parse_srt`` / ``parse_vtt`` read subtitles back strictly (tests and the web app use them to
-validate what was written).
+``parse_srt`` / ``parse_vtt`` read subtitles back strictly (the tests use them to validate what
+was written).
 """
 
 from __future__ import annotations

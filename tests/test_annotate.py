@@ -227,7 +227,7 @@ def clip_result(path: Path) -> Result:
     return Result(
         VideoMeta(str(path), 1.0, 10.0, 160, 120),
         [Segment(0.0, 0.5, "a person stands", 0.9,
-                 next=[NextEvent("a dog will probably enter from the left (0.70)", 0.7, "enter", "dog", side="left")]),
+                 forecast=[NextEvent("a dog will probably enter from the left (0.70)", 0.7, "enter", "dog", side="left")]),
          Segment(0.5, 1.0, "a person waves", 0.8)],
     )
 

@@ -219,20 +219,20 @@ def test_live_sessions_are_separate(demo):
         image_a, caption_a, next_a, stats_a, state_a = app.live_step(frame_a, state_a)
         image_b, caption_b, next_b, stats_b, state_b = app.live_step(frame_b, state_b)
     assert state_a is not state_b
-    assert state_a.session is not state_b.session
-    assert state_a.session.perception.tracker is not state_b.session.perception.tracker
-    assert state_a.session.tokenizer is not state_b.session.tokenizer
-    assert state_a.session.window is not state_b.session.window
+    assert state_a.stream is not state_b.stream
+    assert state_a.stream.perception.tracker is not state_b.stream.perception.tracker
+    assert state_a.stream.tokenizer is not state_b.stream.tokenizer
+    assert state_a.stream.window is not state_b.stream.window
     assert state_a.frames == state_b.frames == 8
-    assert len(state_a.session.window) == 5  # 1.05 s of frames at 0.15 s: analysed at 4 fps, not 6.7
+    assert len(state_a.stream.window) == 5  # 1.05 s of frames at 0.15 s: analysed at 4 fps, not 6.7
     assert caption_a and caption_b and caption_a != caption_b
     assert "no objects" in caption_b
     assert image_a.shape == scene[0].shape and image_a.dtype == np.uint8
     assert not np.array_equal(image_a, scene[-1])  # boxes and the caption banner were drawn
     assert "ms/frame" in stats_a and "fps" in stats_a
     # A's tracker saw the bus and people; B's never saw anything
-    seen_a = {int(t) for f in state_a.session.window for t in f.detections.track_id if t >= 0}
-    seen_b = {int(t) for f in state_b.session.window for t in f.detections.track_id if t >= 0}
+    seen_a = {int(t) for f in state_a.stream.window for t in f.detections.track_id if t >= 0}
+    seen_b = {int(t) for f in state_b.stream.window for t in f.detections.track_id if t >= 0}
     assert seen_a and not seen_b
 
 
@@ -260,7 +260,7 @@ def test_live_sessions_separate_through_gradio_state(demo, tmp_path):
             outputs[kind] = result["data"]
     state_id = live_fn.inputs[1]._id
     state_a, state_b = sessions["scene"][state_id], sessions["empty"][state_id]
-    assert state_a is not state_b and state_a.session is not state_b.session
+    assert state_a is not state_b and state_a.stream is not state_b.stream
     assert state_a.frames == state_b.frames == 5  # each counted only its own frames
     caption_a, caption_b = outputs["scene"][1], outputs["empty"][1]
     assert caption_a and caption_b and caption_a != caption_b and "no objects" in caption_b

@@ -46,7 +46,7 @@ def test_a_caption_uses_only_colours_the_boxes_show(model):
     from captioner.vocab import tokenize
 
     person, dog = CLASS_INDEX["person"], CLASS_INDEX["dog"]
-    cfg = model.trained.model.cfg
+    cfg = model.trained.network.cfg
     for shown, expect in ((1 << 3, {"red", "maroon"}), (None, set())):
         rng = np.random.default_rng(1)
         stream = model.new_stream((640, 360), live=False)

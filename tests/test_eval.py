@@ -120,7 +120,7 @@ def test_hand_checked_motion_labels_are_well_formed():
 
 
 def test_evidence_bar_scores_and_calibration():
-    from captioner.decoding import EvidenceBar
+    from captioner.grounding import EvidenceBar
     from captioner.tokens import SLOT_FEATURES, WindowObjects
     from captioner.training.evidence import LabelledObjects, calibrate, scores
 
@@ -164,7 +164,7 @@ def test_forecast_sentences_are_checked_against_what_happened(model, monkeypatch
     n = 10
     frames = [frame(i, (box(100 + 10 * i, 180, 80, 160), "person", 1)) for i in range(n)]
     for f in frames:
-        f.embedding = np.zeros(model.trained.model.cfg.embedding_dim, np.float32)
+        f.embedding = np.zeros(model.trained.network.cfg.embedding_dim, np.float32)
     presence = np.zeros((n, NUM_CLASSES), np.float32)
     presence[:, person] = 1.0
     clip = SimpleNamespace(frame_size=SIZE, frames=frames, valid=np.arange(n) < 6, presence=presence,

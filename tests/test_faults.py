@@ -288,15 +288,15 @@ def test_cache_save_on_a_full_disk_keeps_the_features(perception, clips, tmp_pat
 
 
 def test_corrupt_and_foreign_checkpoints_are_refused_clearly(tmp_path):
-    from captioner.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from captioner.perception import REPO_WEIGHTS_DIR, SHIPPED_YOLO_NAME
+    from captioner.checkpoint import load_checkpoint
+    from captioner.model_files import DEFAULT_CHECKPOINT, SHIPPED_DIR, SHIPPED_YOLO_NAME
 
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(DEFAULT_CHECKPOINT.read_bytes()[:100_000])
     with pytest.raises(ModelError, match=r"truncated.pt: not a readable captioner checkpoint"):
         load_checkpoint(truncated)
     with pytest.raises(ModelError, match=rf"{SHIPPED_YOLO_NAME}: not a readable captioner checkpoint"):
-        load_checkpoint(REPO_WEIGHTS_DIR / SHIPPED_YOLO_NAME)  # a YOLO file given as the caption model
+        load_checkpoint(SHIPPED_DIR / SHIPPED_YOLO_NAME)  # a YOLO file given as the caption model
     import torch
 
     foreign = tmp_path / "foreign.pt"
@@ -327,12 +327,13 @@ def test_default_weights_never_download_without_saying_so(tmp_path, monkeypatch,
     it is said in the log before anything is fetched (here the fetch is stubbed to fail)."""
     import ultralytics
 
-    from captioner.perception import WEIGHTS_ENV, Perception
+    from captioner.model_files import YOLO_WEIGHTS_ENV as WEIGHTS_ENV
+    from captioner.perception import Perception
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.delenv("YOLO_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr("captioner.model_files.SHIPPED_DIR", tmp_path / "nothing")
     attempts = []
 
     def no_network(weights, *args, **kwargs):

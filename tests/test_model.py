@@ -10,12 +10,13 @@ import torch
 from captioner.checkpoint import check_backbone, load_checkpoint, save_checkpoint
 from captioner.coco import CLASS_INDEX, NUM_CLASSES
 from captioner.training.pairs import TextPair
-from captioner.decoding import Grounding, beam_search, forecast_events
+from captioner.decoding import beam_search
 from captioner.errors import ModelError
 from captioner.model import (NUM_DIRECTIONS, PRESENCE_STATS, SHARE_SPANS, STAT_CONF, STAT_RECENT_SHARE, STYLE_HUMAN,
                              CaptionModel, ModelConfig, presence_stats)
 from captioner.perception import BackboneInfo
-from captioner.decoding import EvidenceBar
+from captioner.grounding import EvidenceBar, Grounding, SalientCoverage, no_repeats
+from captioner.grounding.forecast import forecast_events
 from captioner.model import segment_inputs
 from captioner.tokens import window_objects
 from captioner.training.pairs import synthetic_tokens
@@ -151,7 +152,7 @@ def test_save_load_round_trip(tiny, tmp_path):
     tokens = torch.rand(1, 5, model.cfg.token_dim)
     with torch.no_grad():
         a, _ = model.eval().encode(tokens)
-        b, _ = loaded.model.encode(tokens)
+        b, _ = loaded.network.encode(tokens)
     torch.testing.assert_close(a, b, atol=2e-3, rtol=1e-2)  # stored in fp16
     assert loaded.grounding.word_class[vocab.stoi["dog"]] == CLASS_INDEX["dog"]
 
@@ -182,7 +183,8 @@ def decode(model, vocab, grounding, classes, rng_seed=0):
     memory, mask, proj = model.decoder.memory(segment_inputs([states[0]], [window_objects(tokens, EMB)], [None], model.cfg))
     present = {CLASS_INDEX[c] for c in classes}
     banned = grounding.banned_mask(len(vocab), present, [0, 1, 3])
-    hyps = beam_search(model.decoder, memory, mask, proj, STYLE_HUMAN, vocab, banned, grounding, sorted(present), beam_size=3, max_len=8)
+    hyps = beam_search(model.decoder, memory, mask, proj, STYLE_HUMAN, banned=banned, blocks=no_repeats(vocab),
+                       rank=SalientCoverage(grounding, sorted(present)).rank, beam_size=3, max_len=8)
     return vocab.decode(hyps[0].ids), hyps[0]
 
 
@@ -286,7 +288,7 @@ def test_one_object_stays_only_if_it_does_not_leave_first():
 
 
 def test_scene_phrases_are_left_out_of_video_captions():
-    from captioner.decoding import strip_scene_phrases
+    from captioner.grounding.sentences import strip_scene_phrases
 
     scene = {"shirt", "building", "road", "grass", "beach", "outfit"}
     cases = {
@@ -303,7 +305,7 @@ def test_scene_phrases_are_left_out_of_video_captions():
 
 
 def test_a_caption_must_name_its_subject():
-    from captioner.decoding import names_its_subject
+    from captioner.grounding.sentences import names_its_subject
 
     nouns = {"dog", "person", "people", "grass", "frisbee"}
     assert names_its_subject("a black dog is running through the grass".split(), nouns)
@@ -316,7 +318,7 @@ def test_a_caption_must_name_its_subject():
 
 def test_a_hand_sized_object_is_not_sat_on_nor_acts():
     from captioner.coco import CLASS_INDEX
-    from captioner.decoding import misplaces_an_object
+    from captioner.grounding.sentences import misplaces_an_object
 
     word_class = {w: CLASS_INDEX[c] for w, c in {"person": "person", "tv": "tv", "television": "tv", "book": "book",
                                                   "bowl": "bowl", "bench": "bench", "horse": "horse", "dog": "dog"}.items()}
@@ -336,7 +338,7 @@ def test_a_hand_sized_object_is_not_sat_on_nor_acts():
 
 
 def test_a_sentence_cut_short_is_not_complete():
-    from captioner.decoding import is_complete
+    from captioner.grounding.sentences import is_complete
 
     assert is_complete("a car is driving".split()) and is_complete("two dogs play".split())
     for cut in ("two cars are", "a person is sitting on a", "a dog runs through the", ""):
@@ -344,7 +346,7 @@ def test_a_sentence_cut_short_is_not_complete():
 
 
 def test_in_view_caption_names_what_passed_the_bar():
-    from captioner.decoding import in_view_caption
+    from captioner.windows import in_view_caption
 
     assert in_view_caption([("tv", 1)]) == "a television is in view"
     assert in_view_caption([("person", 2), ("dog", 1)]) == "two people and a dog are in view"
@@ -352,7 +354,7 @@ def test_in_view_caption_names_what_passed_the_bar():
 
 
 def test_a_person_and_person_reads_two_people():
-    from captioner.decoding import join_repeated_nouns
+    from captioner.grounding.sentences import join_repeated_nouns
 
     word_class = {"person": CLASS_INDEX["person"], "people": CLASS_INDEX["person"], "dog": CLASS_INDEX["dog"]}
 
@@ -371,7 +373,7 @@ def test_riding_or_driving_needs_the_rider_on_or_in_the_thing():
     rider whose box overlaps the motorcycle's (or a driver inside a car) is not."""
     import numpy as np
 
-    from captioner.decoding import rides_what_it_touches
+    from captioner.grounding.sentences import rides_what_it_touches
 
     person, car, motorcycle = CLASS_INDEX["person"], CLASS_INDEX["car"], CLASS_INDEX["motorcycle"]
     word_class = {"person": person, "car": car, "motorcycle": motorcycle}

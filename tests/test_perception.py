@@ -2,16 +2,19 @@ import numpy as np
 import pytest
 
 from captioner.errors import ModelError, OptionsError
-from captioner.features import PerceptionStream
-from captioner.perception import (DEFAULT_YOLO_NAME, SHIPPED_YOLO_NAME, WEIGHTS_ENV, Perception, file_sha256,
-                                  resolve_weights)
+from captioner.features import SourcePerception
+from captioner.fileio import file_sha256
+from captioner.model_files import DEFAULT_YOLO_NAME, SHIPPED_YOLO_NAME
+from captioner.model_files import YOLO_WEIGHTS_ENV as WEIGHTS_ENV
+from captioner.model_files import resolve_yolo_weights as resolve_weights
+from captioner.perception import Perception
 from captioner.training.synthetic import default_sprites, make_clip, render_frame
 from captioner.video import sample_frames
 
 
 @pytest.fixture(scope="module")
 def clip_features(perception, synthetic_clip):
-    stream = PerceptionStream(perception, analysis_fps=4.0)
+    stream = SourcePerception(perception, analysis_fps=4.0)
     return [stream.push(f.image_bgr, f.t_sec, f.index) for f in sample_frames(synthetic_clip, 4.0)]
 
 
@@ -126,7 +129,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     # then the shipped backbone in weights/, checked by content
     shipped = resolve_weights(None)
     assert shipped.endswith(f"weights/{SHIPPED_YOLO_NAME}") and file_sha256(shipped).startswith("3810b271")
-    monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr("captioner.model_files.SHIPPED_DIR", tmp_path / "nothing")
     assert resolve_weights(None) == DEFAULT_YOLO_NAME
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / SHIPPED_YOLO_NAME).write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
@@ -137,7 +140,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 def test_default_never_downloads_offline(tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("captioner.perception.REPO_WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr("captioner.model_files.SHIPPED_DIR", tmp_path / "nothing")
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     with pytest.raises(ModelError, match="YOLO_OFFLINE is set, so it is not downloaded"):
         Perception()

@@ -11,7 +11,7 @@ import pytest
 
 from captioner import cli
 from captioner.pipeline import merge_segments
-from captioner.stream import NOTHING_SEEN
+from captioner.windows import NOTHING_SEEN
 from captioner.result import Evidence, Segment
 from captioner.writers import parse_srt, parse_vtt
 
@@ -38,7 +38,7 @@ def test_caption_returns_grounded_timed_segments(model, sample):
         assert seg.start < seg.end and seg.caption and 0.0 <= seg.confidence <= 1.0
         assert set(seg.evidence.classes) >= {"person"} and seg.evidence.frame_times_sec
         assert all(seg.start - 1e-6 <= t < seg.end + 1e-6 for t in seg.evidence.frame_times_sec)
-        for event in seg.next:
+        for event in seg.forecast:
             assert 0.0 <= event.probability <= 1.0 and f"({event.probability:.2f})" in event.text
     assert result.models["yolo"]["sha256"] and result.models["captioner"]["sha256"]
     assert result.video.duration_sec == pytest.approx(cv2.VideoCapture(str(sample)).get(cv2.CAP_PROP_FRAME_COUNT)
@@ -53,8 +53,8 @@ def test_live_sessions_have_their_own_state(model, sample):
         if not ok:
             break
         frames.append(image)
-    a = model.new_session((frames[0].shape[1], frames[0].shape[0]))
-    b = model.new_session((frames[0].shape[1], frames[0].shape[0]))
+    a = model.new_live_stream((frames[0].shape[1], frames[0].shape[0]))
+    b = model.new_live_stream((frames[0].shape[1], frames[0].shape[0]))
     assert a.perception.tracker is not b.perception.tracker and a.tokenizer is not b.tokenizer
     blank = np.full_like(frames[0], 114)
     for i, image in enumerate(frames):

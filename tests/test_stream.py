@@ -13,7 +13,7 @@ import pytest
 import captioner
 from captioner.options import CaptionOptions
 from captioner.errors import OptionsError
-from captioner.stream import NOTHING_SEEN
+from captioner.windows import NOTHING_SEEN
 from captioner.pipeline import merge_segments
 from captioner.video import VideoSource
 
@@ -26,7 +26,7 @@ def live_segments(model, path: Path, **session_options):
     would), collecting the windows it closes."""
     with VideoSource(path) as video:
         info = video.info
-        session = model.new_session(info.size, **session_options)
+        session = model.new_live_stream(info.size, **session_options)
         segments, analysed, pushed = [], 0, 0
         for frame in video.frames():
             update = session.push(frame.image_bgr, frame.t_sec)
@@ -47,7 +47,7 @@ def assert_live_equals_offline(model, path: Path) -> None:
     assert [s.caption for s in live] == [s.caption for s in offline.segments]
     for a, b in zip(live, offline.segments):
         assert (a.start, a.end, a.caption, a.confidence) == (b.start, b.end, b.caption, b.confidence)
-        assert a.next == b.next and a.evidence == b.evidence
+        assert a.forecast == b.forecast and a.evidence == b.evidence
 
 
 def test_live_session_at_source_rate_equals_offline_generated(model, tmp_path):
@@ -68,7 +68,7 @@ def test_only_analysis_rate_frames_step_the_lstm(model, tmp_path):
 
     clip = make_clip(tmp_path / "fast.mp4", duration_sec=2.0, fps=25.0, width=320, height=180)
     with VideoSource(clip) as video:
-        session = model.new_session(video.info.size)
+        session = model.new_live_stream(video.info.size)
         states, times = [], []
         for frame in video.frames():
             before = session.lstm_state
@@ -155,7 +155,7 @@ def test_a_stray_detection_is_never_named(model):
     from captioner.perception import Detections
 
     person, cat = CLASS_INDEX["person"], CLASS_INDEX["cat"]
-    emb = model.trained.model.cfg.embedding_dim
+    emb = model.trained.network.cfg.embedding_dim
     rng = np.random.default_rng(0)
     stream = model.new_stream((640, 360), live=True)
     for i in range(16):
@@ -166,11 +166,11 @@ def test_a_stray_detection_is_never_named(model):
         det = Detections(np.array(boxes, np.float32), np.array(conf, np.float32), np.array(classes, np.int32),
                          np.array(ids, np.int32), rng.normal(size=(len(boxes), emb)).astype(np.float32))
         update = stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
-                                                    rng.normal(size=(9, model.trained.model.cfg.cell_dim)).astype(np.float32)))
+                                                    rng.normal(size=(9, model.trained.network.cfg.cell_dim)).astype(np.float32)))
     segment = stream.finish()
     words = segment.caption.split()
     assert "cat" not in words and "cats" not in words and segment.evidence.classes == ["person"]
-    assert not any(e.class_name == "cat" for e in update.next + segment.next)
+    assert not any(e.class_name == "cat" for e in update.forecast + segment.forecast)
     assert segment.caption != NOTHING_SEEN
 
 
@@ -180,23 +180,23 @@ def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
     is banned or favoured but a race, never said of video."""
     import numpy as np
 
-    import captioner.stream as stream_module
+    import captioner.windows as windows_module
     from captioner.coco import CLASS_INDEX
-    from captioner.decoding import GAIT_VERBS, RACE_WORDS, STILL_VERBS
+    from captioner.grounding.words import GAIT_VERBS, RACE_WORDS, STILL_VERBS
     from captioner.features import FrameFeatures
     from captioner.perception import Detections
 
     person = CLASS_INDEX["person"]
-    emb, cell_dim = model.trained.model.cfg.embedding_dim, model.trained.model.cfg.cell_dim
+    emb, cell_dim = model.trained.network.cfg.embedding_dim, model.trained.network.cfg.cell_dim
     vocab = model.trained.vocab
     seen = {}
-    real_beam_search = stream_module.beam_search
+    real_beam_search = windows_module.beam_search
 
     def spy(*args, **kwargs):
-        seen["banned"], seen["bias"] = args[6], kwargs.get("bias")
+        seen["banned"], seen["bias"] = kwargs["banned"], kwargs.get("bias")
         return real_beam_search(*args, **kwargs)
 
-    monkeypatch.setattr(stream_module, "beam_search", spy)
+    monkeypatch.setattr(windows_module, "beam_search", spy)
 
     def caption(speed_px: float) -> str:
         rng = np.random.default_rng(0)
@@ -228,21 +228,21 @@ def test_forecasts_speak_of_what_is_in_view_and_moves_now(model, monkeypatch):
     keeps them in view; two analysed frames without them and they are no longer "in view"."""
     import numpy as np
 
-    import captioner.stream as stream_module
+    import captioner.grounding.forecast as forecast_module
     from captioner.coco import CLASS_INDEX
     from captioner.features import FrameFeatures
     from captioner.perception import Detections
 
     person = CLASS_INDEX["person"]
-    emb, cell_dim = model.trained.model.cfg.embedding_dim, model.trained.model.cfg.cell_dim
+    emb, cell_dim = model.trained.network.cfg.embedding_dim, model.trained.network.cfg.cell_dim
     seen = []
-    real = stream_module.forecast_events
+    real = forecast_module.forecast_events
 
     def spy(presence, enter, leave, direction, present_now, leave_side, moving, *args, **kwargs):
         seen.append((dict(present_now), moving))
         return real(presence, enter, leave, direction, present_now, leave_side, moving, *args, **kwargs)
 
-    monkeypatch.setattr(stream_module, "forecast_events", spy)
+    monkeypatch.setattr(forecast_module, "forecast_events", spy)
     rng = np.random.default_rng(0)
     stream = model.new_stream((640, 360), live=True)
     for i in range(20):
@@ -255,11 +255,11 @@ def test_forecasts_speak_of_what_is_in_view_and_moves_now(model, monkeypatch):
             det = Detections.empty()
         update = stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
                                                     rng.normal(size=(9, cell_dim)).astype(np.float32)))
-        assert all(e.kind != "move" or e.direction == "right" for e in update.next)
+        assert all(e.kind != "move" or e.direction == "right" for e in update.forecast)
     assert seen[11] == ({person: 1}, (person, "right"))  # walking right, in view
     assert seen[12][0] == {person: 1}  # missed once: still in view
     assert seen[15][0] == {} and seen[19][0] == {}  # walked out
-    assert not any(e.kind in ("stay", "move", "leave") for e in update.next)
+    assert not any(e.kind in ("stay", "move", "leave") for e in update.forecast)
 
 
 def test_enter_forecasts_learn_the_pace_of_this_source():
@@ -271,7 +271,7 @@ def test_enter_forecasts_learn_the_pace_of_this_source():
     import numpy as np
 
     from captioner.coco import CLASS_INDEX, NUM_CLASSES
-    from captioner.stream import PRIOR_HORIZONS, Arrivals
+    from captioner.grounding.forecast import PRIOR_HORIZONS, Arrivals
     from frames import box, frame
 
     person, car = CLASS_INDEX["person"], CLASS_INDEX["car"]

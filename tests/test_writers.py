@@ -22,11 +22,11 @@ def make_result() -> Result:
         video=VideoMeta(path="clips/street.mp4", duration_sec=9.0, fps=25.0, width=160, height=120),
         segments=[
             Segment(0.0, 3.5, "a person walks a dog", 0.81,
-                    next=[NextEvent("a car will probably enter from the left (0.72)", 0.72, "enter", "car", side="left"),
+                    forecast=[NextEvent("a car will probably enter from the left (0.72)", 0.72, "enter", "car", side="left"),
                           NextEvent("the dog will stay (0.60)", 0.60, "stay", "dog")],
                     evidence=Evidence(track_ids=[1, 2], classes=["person", "dog"], frame_times_sec=[0.0, 0.25])),
             Segment(3.0, 6.0, "a car drives <unk> past & stops", 0.64,
-                    next=[NextEvent("the car will probably leave to the right (0.55)", 0.55, "leave", "car", side="right")],
+                    forecast=[NextEvent("the car will probably leave to the right (0.55)", 0.55, "leave", "car", side="right")],
                     evidence=Evidence(track_ids=[3], classes=["car"], frame_times_sec=[3.0])),
             Segment(6.0, 8.25, "une personne traverse la rue", 0.5),  # no forecast; non-ASCII kept
         ],

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import EXIT_OK, add_caption_args, add_perception_args, caption_options, load
+from ..cli import add_caption_args, add_perception_args, caption_options, load
+from ..errors import EXIT_OK
 
 log = logging.getLogger("captioner")
 
@@ -27,7 +28,7 @@ def shared_data_dir() -> Path:
 
 
 def cmd_train(argv: Sequence[str]) -> int:
-    from ..checkpoint import DEFAULT_CHECKPOINT
+    from ..model_files import DEFAULT_CHECKPOINT
     from ..perception import Perception
     from .train import TrainConfig, run_training
 

@@ -31,14 +31,17 @@ import numpy as np
 import torch
 
 from ..coco import CLASS_INDEX
-from ..decoding import GAIT_VERBS, STILL_VERBS, EvidenceBar
+from ..grounding.evidence import EvidenceBar
+from ..grounding.forecast import Arrivals, leave_with_exits
+from ..grounding.words import GAIT_VERBS, STILL_VERBS
 from ..events import DIRECTIONS, heading_out
 from ..model import HISTORY_FRAMES
 from ..perception import Detections
 from ..pipeline import Captioner
 from ..result import Segment
-from ..stream import NOTHING_SEEN, AnalysedFrame, Arrivals, Stream, describe_window, leave_with_exits
+from ..stream import AnalysedFrame, Stream
 from ..vocab import tokenize
+from ..windows import NOTHING_SEEN, describe_window
 from .dataset import PAST_SEC, ClipData, frame_window
 from .evidence import load_motion, load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
@@ -109,7 +112,7 @@ def auroc(scores: np.ndarray, targets: np.ndarray) -> float:
 
 def stream_segments(model: Captioner, clip: ClipData, window_sec: float = 4.0) -> list[Segment]:
     """The segments (unmerged) a ``Stream`` cuts from a clip's cached frames: the product's own
-    path from perception on (the cache holds what ``PerceptionStream`` produced)."""
+    path from perception on (the cache holds what ``SourcePerception`` produced)."""
     stream = model.new_stream(clip.frame_size, model.options.replace(window_sec=window_sec), live=False)
     segments = [u.segment for u in map(stream.push_features, clip.frames) if u.segment is not None]
     last = stream.finish(clip.frames[-1].t_sec + 1.0 / model.analysis_fps) if clip.frames else None
@@ -134,7 +137,7 @@ def photo_caption(model: Captioner, photo: CaptionedPhoto, evidence: EvidenceBar
 def encode_tokens(model: Captioner, tokens: np.ndarray) -> list[AnalysedFrame]:
     """Analysed frames for a token sequence without video (text-derived pairs)."""
     with torch.no_grad():
-        states, _ = model.trained.model.encode(torch.from_numpy(tokens)[None])
+        states, _ = model.trained.network.encode(torch.from_numpy(tokens)[None])
     return [AnalysedFrame(float(i), Detections.empty(), tokens[i], states[0, i]) for i in range(len(tokens))]
 
 
@@ -232,7 +235,7 @@ def grounding_scores(windows: Sequence[WindowCaption]) -> dict[str, float]:
             "salient_objects": salient_total, "salient_recall": salient_named / max(salient_total, 1)}
 
 
-# what a caption may say of someone who moves: the decoder's gait words (``decoding.GAIT_VERBS``)
+# what a caption may say of someone who moves: the decoder's gait words (``grounding.words.GAIT_VERBS``)
 # and the rest of their family, which the decoder may also write
 MOVING_WORDS = GAIT_VERBS | frozenset("walked ran jog jogs jogging stroll strolls strolling".split())
 
@@ -283,13 +286,13 @@ def next_event_scores(model: Captioner, clips: Sequence[ClipData]) -> dict[str, 
     for clip in clips:
         x = torch.from_numpy(clip.tokens)[None]
         with torch.no_grad():
-            states, _ = model.trained.model.encode(x)
-            logits = model.trained.model.predict_next(states, x)
+            states, _ = model.trained.network.encode(x)
+            logits = model.trained.network.predict_next(states, x)
             predicted = {k: torch.sigmoid(getattr(logits, k)[0]).numpy() for k in ("presence", "enter", "leave")}
         times = clip.times_sec
         collected = defaultdict(lambda: defaultdict(list))
         arrivals, blended = Arrivals(), []  # what a stream lists: enter weighed by this clip's pace, leave by
-        # tracks heading out (``stream.forecast_next``)
+        # tracks heading out (``windows.forecast_next``)
         for i, frame in enumerate(clip.frames):
             arrivals.add(frame)
             blended.append(arrivals.blend(predicted["enter"][i].tolist(), HORIZON_SEC))
@@ -344,7 +347,7 @@ def forecast_reliability(model: Captioner, clips: Sequence[ClipData]) -> dict[st
             update = stream.push_features(frame)
             if not clip.valid[i]:
                 continue
-            for event in update.next:
+            for event in update.forecast:
                 c = CLASS_INDEX[event.class_name]
                 present, entered, left = clip.presence[i][c] > 0, clip.enter[i][c] > 0, clip.leave[i][c] > 0
                 kind = "still in view" if event.kind == "stay" and not event.text.startswith("the ") else event.kind
@@ -364,7 +367,7 @@ def text_heldout(model: Captioner, pairs, max_videos: int = 600, seed: int = 0):
     random.Random(seed).shuffle(keys)
     keys = keys[:max_videos]
     rng = random.Random(seed)
-    emb = model.trained.model.cfg.embedding_dim
+    emb = model.trained.network.cfg.embedding_dim
     hyps, refs, objects = {}, {}, {}
     for key in keys:
         group = by_video[key]

@@ -1,4 +1,4 @@
-"""Calibrating the evidence bar (``decoding.EvidenceBar``): when a detected class may be named.
+"""Calibrating the evidence bar (``grounding.EvidenceBar``): when a detected class may be named.
 
 The reference for what is really there:
 - photos: the COCO classes that the photo's human captions mention (Flickr8k, via the WordNet
@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..coco import CLASS_INDEX, COCO_CLASSES
-from ..decoding import EvidenceBar
+from ..grounding.evidence import EvidenceBar
 from ..tokens import WindowObjects, tokens_for_frames, window_objects
 from .images import CaptionedPhoto
 from .lexicon import mentioned_objects

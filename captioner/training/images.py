@@ -14,14 +14,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from ..errors import CaptionerError
 from ..features import FeatureCache, FrameFeatures, VideoFeatures
-from ..perception import Perception, file_sha256
+from ..fileio import file_sha256
+from ..options import ProgressCallback
+from ..perception import Perception
 from ..video import VideoInfo
 from ..vocab import tokenize
 
@@ -64,8 +65,7 @@ def photo_features(path: Path, row: dict, perception: Perception, cache: Feature
     if cached is not None and len(cached.frames) == 1:
         return cached.frames[0]
     image = load_photo(path, row)
-    seen, = perception.detect([image])
-    frame = FrameFeatures(0.0, 0, seen.detections, seen.embedding, seen.cells)
+    frame, = perception.detect([image])  # a photo: one frame at t = 0
     info = VideoInfo(str(path), 0.0, 1, 0.0, image.shape[1], image.shape[0], is_image=True)
     cache.save(entry, VideoFeatures(info, [frame], settings))
     return frame
@@ -73,7 +73,7 @@ def photo_features(path: Path, row: dict, perception: Perception, cache: Feature
 
 def load_photos(folder: Path, perception: Perception, *, splits: tuple[str, ...] = ("train", "dev"),
                 cache: FeatureCache | None = None, limit: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[CaptionedPhoto]:
+                progress: ProgressCallback | None = None) -> list[CaptionedPhoto]:
     """Every photo of ``splits`` with its features and captions; unreadable photos are skipped with a warning."""
     cache = cache or FeatureCache()
     rows = [r for r in read_flickr8k(folder) if r["split"] in splits][:limit]

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..decoding import EvidenceBar
+from ..grounding.evidence import EvidenceBar
 from ..model import STYLE_EVENTS, STYLE_HUMAN, CaptionModel, ModelConfig, next_event_loss, segment_inputs
 from ..tokens import TokenLayout, WindowObjects, tokens_for_frames, window_objects
 from ..vocab import Vocabulary

@@ -1,0 +1,220 @@
+"""Rules on finished sentences: a ``SentenceRewrite`` turns a hypothesis into what is said (or
+gives it up: None), a ``SentenceCheck`` accepts or rejects the result. ``true_sentence`` runs
+every rule of ``SENTENCE_REWRITES`` and ``SENTENCE_CHECKS``; the first hypothesis that passes
+is the caption."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..boxes import box_overlaps
+from ..coco import ANIMATE_CLASSES, COCO_CLASSES, HANDHELD_CLASSES, class_word
+from ..colours import joined_colours_fit
+from .window import Window
+from .words import (DRIVE_VERBS, FUNCTION_WORDS, GAIT_VERBS, LINKING_VERBS, MODIFIERS, NOT_WALKED_WITH,
+                    PHRASE_OPENERS, PLACE_WORDS, QUANTITY_NOUNS, RIDE_VERBS, STILL_VERBS, SUPPORT_VERBS)
+
+ON_OR_IN_SHARE = 0.3  # of the smaller box inside the other: a board under the feet, a rider on a horse, a driver in a car
+
+
+class SentenceRewrite(Protocol):
+    def rewrite(self, window: Window, tokens: list[str]) -> list[str] | None:
+        """``tokens`` as they may be said of ``window``; None (or nothing left): not at all."""
+
+
+class SentenceCheck(Protocol):
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        """Whether ``tokens`` read as a true sentence about ``window``."""
+
+
+# ---- rewrites -----------------------------------------------------------------------------------
+
+def strip_scene_phrases(tokens: list[str], scene_words: set[str]) -> list[str] | None:
+    """``tokens`` with every phrase that ends in a scene word left out ("a person in a blue shirt is
+    standing in front of a building" -> "a person is standing"); None when a scene word is not in
+    such a phrase (then the caption cannot be saved by cutting)."""
+    out = list(tokens)
+    i = len(out) - 1
+    while i >= 0:
+        if out[i] not in scene_words:
+            i -= 1
+            continue
+        j = i - 1
+        while j >= 0 and (out[j] in MODIFIERS or out[j] in scene_words):
+            j -= 1
+        if j < 0 or out[j] not in PHRASE_OPENERS:
+            return None
+        while j >= 2 and out[j - 1] in PLACE_WORDS and out[j - 2] in PHRASE_OPENERS:  # "in front of"
+            j -= 2
+        del out[j:i + 1]
+        i = j - 1
+    return out
+
+
+def join_repeated_nouns(tokens: list[str], word_class: dict[str, int]) -> list[str]:
+    """"a person and person are sitting" -> "two people are sitting": what the decoder learned from
+    captions whose "a man and a woman" became neutral words; "a dog and a dog" likewise."""
+    out = list(tokens)
+    for i in range(len(out) - 3):
+        if out[i] not in ("a", "an") or out[i + 1] not in word_class or out[i + 2] != "and":
+            continue
+        k = i + 4 if out[i + 3] in ("a", "an") else i + 3
+        name = COCO_CLASSES[word_class[out[i + 1]]]
+        if k < len(out) and out[k] == out[i + 1] == class_word(name):
+            return out[:i] + ["two", class_word(name, 2)] + join_repeated_nouns(out[k + 1:], word_class)
+    return out
+
+
+class NoScenePhrasesOnVideo:
+    """Nouns no COCO class covers ("grass", "shirt") only of a still picture: in a video window
+    the phrase holding one is left out ("a person in a red shirt is standing on the beach" -> "a
+    person is standing"): they were wrong too often on video (model card)."""
+
+    def rewrite(self, window: Window, tokens: list[str]) -> list[str] | None:
+        return strip_scene_phrases(tokens, window.scene_words) if window.is_video else tokens
+
+
+class TwoNotRepeated:
+    """"a person and person" reads "two people" (``join_repeated_nouns``)."""
+
+    def rewrite(self, window: Window, tokens: list[str]) -> list[str] | None:
+        return join_repeated_nouns(tokens, window.word_class)
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+def is_complete(tokens: list[str]) -> bool:
+    """False for a sentence cut short ("two cars are"): the decoder ended where the word it
+    wanted next may not be said here."""
+    return bool(tokens) and tokens[-1] not in FUNCTION_WORDS
+
+
+def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:
+    """False when the first "is"/"are" comes before any noun ("a large black and white spotted is
+    running"): what the decoder writes when the noun it wanted may not be said here."""
+    for token in tokens:
+        if token in nouns or token in QUANTITY_NOUNS:
+            return True
+        if token in LINKING_VERBS:
+            return False
+    return True
+
+
+def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
+    """True when the sentence pairs a real object with a phrase that is not true of it:
+    - a hand-sized object (``coco.HANDHELD_CLASSES``) is sat, stood, lain, ridden, jumped or
+      climbed on ("a person is sitting on a television");
+    - someone walks or runs on or in any object, or with a vehicle ("walking on a table",
+      "walk in a race car", "walking with a car");
+    - someone rides a car ("riding a car": one rides in it, or drives it);
+    - a thing sits, stands or lies ("two cars are standing");
+    - a hand-sized object acts ("a bowl is preparing", "a tv is watching tv")."""
+    def handheld(word: str) -> bool:
+        cls = word_class.get(word)
+        return cls is not None and COCO_CLASSES[cls] in HANDHELD_CLASSES
+
+    for i, token in enumerate(tokens):
+        if token in SUPPORT_VERBS:  # the next noun within a few words is what the action rests on
+            for word in tokens[i + 1:i + 6]:
+                if word in word_class:
+                    if handheld(word):
+                        return True
+                    break
+        if token in GAIT_VERBS and tokens[i + 1:i + 2] and tokens[i + 1] in ("on", "in", "into", "onto", "inside", "with"):
+            noun = next((word for word in tokens[i + 2:i + 6] if word in word_class), None)
+            if noun is not None and (tokens[i + 1] != "with" or COCO_CLASSES[word_class[noun]] in NOT_WALKED_WITH):
+                return True
+        if token in RIDE_VERBS and tokens[i + 1:i + 2] in (["a"], ["the"]):
+            noun = next((word for word in tokens[i + 2:i + 4] if word in word_class), None)
+            if noun is not None and COCO_CLASSES[word_class[noun]] == "car":
+                return True
+    subject = next((t for t in tokens if t in word_class), None)
+    if subject is not None:
+        after = tokens[tokens.index(subject) + 1:]
+        if after[:1] and after[0] in LINKING_VERBS:
+            if handheld(subject) and any(t.endswith("ing") for t in after[1:3]):
+                return True
+            if COCO_CLASSES[word_class[subject]] not in ANIMATE_CLASSES and after[1:2] and after[1] in STILL_VERBS:
+                return True  # "two cars are standing": only people and animals sit, stand or lie
+    return False
+
+
+def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
+                          frames_boxes: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """False when the sentence says its subject rides or drives a thing ("a person is driving a
+    car", "a person is riding a motorcycle") but no box of the subject's class ever overlaps a
+    box of that thing by ``ON_OR_IN_SHARE`` of the smaller one: the person the detector saw walks
+    past the car. ``frames_boxes``: per frame (box_xyxy (n, 4), class_id (n,)). True when the
+    sentence says no such thing, names no subject, or no frame has boxes of both (nothing to
+    check: e.g. inputs without boxes)."""
+    verb = next((i for i, t in enumerate(tokens) if t in RIDE_VERBS or t in DRIVE_VERBS), None)
+    if verb is None:
+        return True
+    subject = next((word_class[t] for t in reversed(tokens[:verb]) if t in word_class), None)
+    ridden = next((word_class[t] for t in tokens[verb + 1:verb + 5] if t in word_class), None)
+    if subject is None or ridden is None or subject == ridden:
+        return True
+    seen_together = False
+    for boxes, classes in frames_boxes:
+        riders, things = boxes[classes == subject], boxes[classes == ridden]
+        if len(riders) == 0 or len(things) == 0:
+            continue
+        seen_together = True
+        inter, rider_area, thing_area = box_overlaps(riders, things)
+        smaller = np.maximum(np.minimum(rider_area[:, None], thing_area[None, :]), 1e-6)
+        if (inter / smaller >= ON_OR_IN_SHARE).any():
+            return True
+    return not seen_together
+
+
+class Complete:
+    """Not cut short (``is_complete``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return is_complete(tokens)
+
+
+class NamesItsSubject:
+    """A noun before the first "is"/"are" (``names_its_subject``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return names_its_subject(tokens, window.nouns)
+
+
+class JoinedColoursShown:
+    """"black and white" only when one named box shows both (``colours.joined_colours_fit``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return joined_colours_fit(tokens, window.box_colours)
+
+
+class ObjectsInPlace:
+    """No object in a phrase that is not true of it (``misplaces_an_object``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return not misplaces_an_object(tokens, window.word_class)
+
+
+class RidesWhatItTouches:
+    """"riding" / "driving" a thing only when a box of the subject lies on or in one of that
+    thing's in some frame (``rides_what_it_touches``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return rides_what_it_touches(tokens, window.word_class, window.boxes)
+
+
+SENTENCE_REWRITES: list[SentenceRewrite] = [NoScenePhrasesOnVideo(), TwoNotRepeated()]
+SENTENCE_CHECKS: list[SentenceCheck] = [Complete(), NamesItsSubject(), JoinedColoursShown(), ObjectsInPlace(),
+                                        RidesWhatItTouches()]
+
+
+def true_sentence(window: Window, tokens: list[str]) -> list[str] | None:
+    """``tokens`` rewritten by every ``SENTENCE_REWRITES`` rule, if every ``SENTENCE_CHECKS`` rule
+    accepts the result; else None."""
+    for rule in SENTENCE_REWRITES:
+        tokens = rule.rewrite(window, tokens)
+        if not tokens:
+            return None
+    return tokens if all(check.accepts(window, tokens) for check in SENTENCE_CHECKS) else None

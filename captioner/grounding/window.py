@@ -1,0 +1,69 @@
+"""``Window``: what the grounding rules see of one caption window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from ..events import TimedDetections
+from ..tokens import WindowObjects
+from ..vocab import Vocabulary
+from .evidence import Grounding
+
+
+@dataclass
+class Window:
+    """One window of analysed frames, what in it passed the evidence bar, and the words.
+
+    frames:     the analysed frames, in order (one for a photo)
+    named:      the objects with enough evidence to be named (``EvidenceBar.passes``)
+    frame_size: (width, height) pixels; None for frames without a picture (motion unknown)
+    """
+
+    frames: Sequence[TimedDetections]
+    named: WindowObjects
+    vocab: Vocabulary
+    grounding: Grounding
+    frame_size: tuple[int, int] | None = None
+
+    @property
+    def is_video(self) -> bool:
+        """Several frames: a video window (a photo, or one frame, is a still picture)."""
+        return len(self.frames) > 1
+
+    @cached_property
+    def present(self) -> set[int]:
+        """COCO class ids that may be named."""
+        return set(int(c) for c in self.named.class_ids)
+
+    @cached_property
+    def word_class(self) -> dict[str, int]:
+        """Word -> COCO class id, for the words that name a detectable object."""
+        return {self.vocab.itos[i]: c for i, c in self.grounding.word_class.items()}
+
+    @cached_property
+    def scene_words(self) -> set[str]:
+        return {self.vocab.itos[i] for i in self.grounding.scene_words}
+
+    @cached_property
+    def nouns(self) -> set[str]:
+        return self.scene_words | set(self.word_class)
+
+    @cached_property
+    def box_colours(self) -> list[int]:
+        """The colour bit sets of every box of the named classes (colour words are checked
+        against these; a box whose colours were not read shows none)."""
+        return [int(bits) for f in self.frames if f.detections.colours is not None
+                for c, bits in zip(f.detections.class_id, f.detections.colours) if int(c) in self.present]
+
+    @cached_property
+    def boxes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per frame: (box_xyxy (n, 4), class_id (n,))."""
+        return [(f.detections.box_xyxy, f.detections.class_id) for f in self.frames]
+
+    def ids(self, words) -> list[int]:
+        """The vocabulary ids of those of ``words`` the vocabulary has."""
+        return [self.vocab.stoi[w] for w in words if w in self.vocab.stoi]

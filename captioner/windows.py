@@ -1,0 +1,104 @@
+"""Stage 8: windows of analysed frames -> what is said of them: a caption with its evidence, and the
+forecast of what happens next. The model (``model.py``) proposes, the search
+(``decoding.beam_search``) looks, and the rules of ``grounding`` decide what may be said."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import TrainedModel
+from .coco import COCO_CLASSES, class_word, with_article
+from .decoding import beam_search
+from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
+from .grounding.forecast import Arrivals
+from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
+from .options import CaptionOptions
+from .result import Evidence, NextEvent
+from .tokens import TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
+from .vocab import detokenize
+
+NOTHING_SEEN = "no objects the detector knows are in view"
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def grounded_objects(trained: TrainedModel, frames: Sequence) -> WindowObjects:
+    """The objects seen in the frames that have enough evidence to be named."""
+    objects = window_objects(np.stack([f.token for f in frames]), trained.network.cfg.embedding_dim,
+                             [f.detections for f in frames])
+    return objects.select(trained.evidence.passes(objects))
+
+
+def in_view_caption(counts: list[tuple[str, int]]) -> str:
+    """A plain sentence of what passed the evidence bar, most salient first, for a window where
+    no decoded sentence reads true: [("tv", 1)] -> "a television is in view"; [("person", 2), ("dog", 1)]
+    -> "two people and a dog are in view"."""
+    parts = [(with_article(class_word(name)) if n <= 1 else f"{_NUMBER_WORDS.get(n, 'several')} {class_word(name, n)}")
+             for name, n in counts[:2]]
+    plural = len(parts) > 1 or (counts and counts[0][1] > 1)
+    return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
+
+
+def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
+    """For each of ``classes`` (COCO ids): the most detections of it in one frame of the window."""
+    counts: dict[str, int] = {}
+    for c in classes:
+        name = COCO_CLASSES[int(c)]
+        counts[name] = max((int(np.count_nonzero(f.detections.class_id == c)) for f in frames), default=0)
+    return counts
+
+
+@torch.no_grad()
+def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOptions,
+                    frame_size: tuple[int, int] | None = None) -> tuple[str, float, Evidence]:
+    """Caption of a window of analysed frames (``stream.AnalysedFrame``): (caption, confidence,
+    evidence). The decoder sees only the objects that pass the evidence bar; the search may use
+    only the words ``grounding.WORD_FILTERS`` allow; the caption is the best hypothesis that every
+    rule of ``grounding.sentences`` accepts, else a plain "X is in view". ``frame_size``: (width,
+    height) pixels, None for frames without a picture (whose motion cannot be checked)."""
+    network = trained.network
+    named = grounded_objects(trained, frames)
+    times = [round(f.t_sec, 3) for f in frames]
+    if len(named) == 0:  # nothing with enough evidence: say so rather than guess from the scene alone
+        return NOTHING_SEEN, 1.0, Evidence([], [], times)
+    window = Window(frames, named, trained.vocab, trained.grounding, frame_size)
+    states = torch.stack([f.state for f in frames])
+    inputs = segment_inputs([states], [named], [window_cells([f.cells for f in frames])], network.cfg)
+    decoder = network.decoder
+    memory, mask, memory_proj = decoder.memory(inputs)
+    odds = search_odds(window)
+    salient = salient_classes(named)
+    hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
+                       bias=odds.bias, blocks=no_repeats(trained.vocab), rank=SalientCoverage(trained.grounding, salient).rank,
+                       beam_size=options.beam_size, max_len=network.cfg.max_caption_len)
+    counts = class_counts(frames, named.class_ids)
+    surest = [COCO_CLASSES[c] for c in salient] or [COCO_CLASSES[int(named.class_ids[0])]]
+    caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0  # when no decoded sentence reads true
+    for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
+        tokens = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))
+        if tokens:
+            caption, confidence = detokenize(tokens), hyp.confidence
+            break
+    track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
+                        if t >= 0 and int(c) in window.present})
+    classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
+    return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts)
+
+
+@torch.no_grad()
+def forecast_next(trained: TrainedModel, history: Sequence, frame_size: tuple[int, int],
+                  arrivals: Arrivals | None = None) -> list[NextEvent]:
+    """What happens in the next ``horizon_sec``, from the last ``HISTORY_FRAMES`` analysed frames
+    (``frame_size``: (width, height) pixels): the next-event head's probabilities through the
+    forecast rules (``grounding.forecast``); only classes with enough evidence in that history
+    may be named."""
+    network = trained.network
+    frames = list(history)[-HISTORY_FRAMES:]
+    tokens = torch.from_numpy(np.stack([f.token for f in frames]))[None]
+    probs = network.predict_next(torch.stack([f.state for f in frames])[None], tokens).last_step()
+    evidenced = set(int(c) for c in grounded_objects(trained, frames).class_ids)
+    velocity_x = frames[-1].token[TokenLayout(network.cfg.embedding_dim).velocity]
+    return forecast_sentences(probs.presence, probs.enter, probs.leave, probs.direction, frames, frame_size,
+                              velocity_x, network.cfg.horizon_sec, evidenced, arrivals)
