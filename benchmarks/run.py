@@ -104,7 +104,9 @@ def child_ours(spec: dict) -> dict:
                 yield item
         return wrapper
 
-    model = captioner.load_model(imgsz=spec["imgsz"], backend=spec["backend"], read_ahead=spec["read_ahead"])
+    # decoding inline (read_ahead=0) needs reads without a time bound: a bound needs the reader thread
+    model = captioner.load_model(imgsz=spec["imgsz"], backend=spec["backend"], read_ahead=spec["read_ahead"],
+                                 **({"read_timeout_sec": None} if spec["read_ahead"] == 0 else {}))
     model.caption(spec["clips"][0])  # warm-up: set-up, first-call costs, the export backend's compile
     video.VideoSource.frames = timed_generator("decode (reader thread)", video.VideoSource.frames)
     video.ReadAhead.__next__ = timed("decode wait (main thread)", video.ReadAhead.__next__)
