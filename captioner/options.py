@@ -57,7 +57,8 @@ class CaptionOptions:
     # order); 0 = auto: 1 on the CPU (batches are no faster there), 8 on a GPU
     frame_batch: int = 0
     # offline files: converted frames a background thread decodes ahead of YOLO; 0 = decode in
-    # the calling thread (on a machine whose cores the network already fills, that may be as fast)
+    # the calling thread (on a machine whose cores the network already fills, that may be as fast),
+    # which only a run without a read time bound (read_timeout_sec=None) can do: a bound needs the thread
     read_ahead: int = 3
     # captions
     window_sec: float = 4.0  # length of a caption segment
