@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where YOLO runs: torch, or the exported network on the CPU: onnx or openvino (fastest)")
     p.add_argument("--window", type=float, default=CaptionOptions.window_sec, help="caption segment length in seconds")
     p.add_argument("--beam", type=int, default=CaptionOptions.beam_size, help="beam size (1 = greedy)")
+    p.add_argument("--forecasts", type=int, default=CaptionOptions.forecast_lines, metavar="N",
+                   help="'what happens next' lines per segment and live frame, most informative first (0 = all)")
     p.add_argument("--live-every", type=float, default=0.08, help="seconds between webcam frames sent to the server")
     p.add_argument("--live-time-limit", type=int, default=600, help="seconds one live stream may run")
     p.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES_DIR, help="folder of example clips")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         options = CaptionOptions(imgsz=args.imgsz, device=args.device, backend=args.backend, window_sec=args.window,
-                                 beam_size=args.beam)
+                                 beam_size=args.beam, forecast_lines=args.forecasts)
         live_options = options.replace(imgsz=args.live_imgsz)
         log.info("loading models (imgsz %d for uploads, %d for live)", args.imgsz, args.live_imgsz)
         model = load_model(options, yolo_weights=args.yolo_weights, weights=args.weights)

@@ -216,6 +216,8 @@ def run_settings(config: BatchConfig, output: OutputOptions) -> RunSettings:
                "beam_size": options.beam_size, "style": options.style}
     if options.backend != "torch":  # changes the features a little (export.py); absent = torch, as before it existed
         caption["backend"] = options.backend
+    if options.forecast_lines != CaptionOptions.forecast_lines:  # absent = the default, as before it existed
+        caption["forecast_lines"] = options.forecast_lines
     written = {"formats": parse_formats(output.output_format), "show_next": output.show_next,
                "annotate": output.annotate}
     return RunSettings(caption, written, model_files(config.yolo_weights, config.weights))

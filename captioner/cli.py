@@ -83,6 +83,9 @@ def add_caption_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=defaults.window_sec, help="seconds per caption segment (default %(default)s)")
     parser.add_argument("--beam", type=int, default=defaults.beam_size, help="beam size (1 = greedy; default %(default)s)")
     parser.add_argument("--weights", default=None, help="caption model (default: $CAPTIONER_WEIGHTS, else weights/captioner.pt)")
+    parser.add_argument("--forecasts", type=int, default=defaults.forecast_lines, metavar="N",
+                        help="'what happens next' lines per segment, the most informative first; none only restates "
+                             "the present with certainty (default %(default)s; 0 = every line the forecast rules allow)")
     add_perception_args(parser)
 
 
@@ -92,7 +95,8 @@ def caption_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         return CaptionOptions(imgsz=args.imgsz, conf=args.conf, device=args.device, backend=args.backend,
                               window_sec=getattr(args, "window", CaptionOptions.window_sec),
                               beam_size=getattr(args, "beam", CaptionOptions.beam_size),
-                              read_timeout_sec=args.read_timeout or None)
+                              read_timeout_sec=args.read_timeout or None,
+                              forecast_lines=getattr(args, "forecasts", CaptionOptions.forecast_lines))
     except OptionsError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -64,6 +64,10 @@ class CaptionOptions:
     window_sec: float = 4.0  # length of a caption segment
     beam_size: int = 4  # 1 = greedy
     style: str = "human"  # see STYLES
+    # "what happens next" lines per segment (and per live update), the furthest from "everything
+    # stays as it is now" first, never one that only restates the present with certainty;
+    # 0 = every line the forecast rules allow (grounding.forecast.forecast_lines)
+    forecast_lines: int = 2
     # live streams
     caption_every_sec: float = 1.0  # how often the live caption of the last window is refreshed
     # limits
@@ -91,6 +95,9 @@ class CaptionOptions:
             raise OptionsError(f"beam size must be an integer between 1 and 16, got {self.beam_size!r}")
         if self.style not in STYLES:
             raise OptionsError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if not isinstance(self.forecast_lines, int) or isinstance(self.forecast_lines, bool) or \
+                not (0 <= self.forecast_lines <= 16):
+            raise OptionsError(f"forecast lines must be an integer between 0 (all) and 16, got {self.forecast_lines!r}")
         if not _number(self.caption_every_sec) or not (0.05 <= self.caption_every_sec <= 60):
             raise OptionsError(f"live caption refresh must be between 0.05 and 60 seconds, got {self.caption_every_sec!r}")
         if self.max_duration_sec is not None and (not _number(self.max_duration_sec) or self.max_duration_sec <= 0):

@@ -29,7 +29,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .features import FrameFeatures, SourcePerception
-from .grounding.forecast import Arrivals
+from .grounding.forecast import Arrivals, forecast_lines
 from .model import HISTORY_FRAMES
 from .options import CaptionOptions
 from .perception import Detections, Perception
@@ -147,7 +147,8 @@ class Stream:
         self.last_analysed = analysed
         changed = False
         if self.live:
-            self.forecast = forecast_next(self.trained, list(self.recent), self.frame_size, self.arrivals)
+            self.forecast = forecast_lines(forecast_next(self.trained, list(self.recent), self.frame_size, self.arrivals),
+                                           self.options.forecast_lines)
             if frame.t_sec - self._preview_t >= self.options.caption_every_sec:
                 preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
                 caption, _, _ = describe_window(self.trained, preview, self.options, self.frame_size)
@@ -180,7 +181,8 @@ class Stream:
         caption, confidence, evidence = describe_window(self.trained, self.window, self.options, self.frame_size)
         # the forecast as of the window's last frame (live streams computed exactly this already)
         history = [f for f in self.recent if f.t_sec <= self.window[-1].t_sec]
-        next_events = self.forecast if self.live else forecast_next(self.trained, history, self.frame_size, self.arrivals)
+        next_events = self.forecast if self.live else forecast_lines(
+            forecast_next(self.trained, history, self.frame_size, self.arrivals), self.options.forecast_lines)
         segment = Segment(round(self.window_start, 3), round(end_sec, 3), caption, confidence, next_events, evidence)
         if not self.live:
             self.caption, self.forecast = caption, next_events

@@ -448,7 +448,7 @@ class CaptionApp:
         state.frames += 1
         state.frame_times.append(arrived)
         state.server_ms.append((time.perf_counter() - start) * 1000.0)
-        next_lines = "\n".join(e.text for e in update.forecast[:3])
+        next_lines = "\n".join(e.text for e in update.forecast)  # options.forecast_lines of them
         return annotated_rgb, update.caption, next_lines, state.stats_text(), state
 
     def live_reset(self, state: LiveState | None = None):

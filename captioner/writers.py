@@ -83,8 +83,8 @@ def subtitle_cues(result: Result, *, show_next: bool = False) -> list[Cue]:
             log.warning("skipping a segment with non-finite times (%r, %r)", seg.start, seg.end)
             continue
         lines = _clean_lines(seg.caption)
-        if show_next:
-            lines += _clean_lines(seg.next_text)
+        if show_next:  # every forecast line the segment keeps (options.forecast_lines)
+            lines += [line for event in seg.forecast for line in _clean_lines(event.text)]
         if not lines:
             continue
         raw.append((round(max(seg.start, 0.0) * 1000), round(max(seg.end, 0.0) * 1000), tuple(lines)))

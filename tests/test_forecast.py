@@ -151,3 +151,57 @@ def test_baselines_agree_with_targets_on_a_still_scene():
     for s in (persistence_baseline(still[:12], SIZE), constant_velocity_baseline(still[:12], SIZE)):
         assert np.array_equal(s.presence, t.presence) and np.array_equal(s.leave, t.leave)
         assert int(np.argmax(s.direction_probs)) == t.direction
+
+
+# ---- which forecast lines are shown (options.forecast_lines) ----------------------------------------
+
+def _event(kind: str, p: float, text: str = ""):
+    from captioner.result import NextEvent
+
+    return NextEvent(text or f"{kind} ({p:.2f})", p, kind, "person")
+
+
+def test_forecast_lines_are_the_most_informative_and_never_a_certain_restatement():
+    from captioner.grounding.forecast import forecast_lines
+
+    still = _event("stay", 1.0, "people will still be in view (1.00)")
+    stays = _event("stay", 0.7, "the person will probably stay in view (0.70)")
+    leave = _event("leave", 0.9)
+    enter = _event("enter", 0.45)
+    events = [still, stays, leave, enter]
+    assert forecast_lines(events, 2) == [leave, enter]  # 0.9 and 0.45 from "nothing changes"; a 0.7 stay is 0.3
+    assert forecast_lines(events, 3) == [leave, enter, stays]
+    assert forecast_lines([still], 2) == []  # only the present, restated: nothing to say
+    assert forecast_lines(events, 0) == [leave, enter, stays, still]  # every line, ranked the same way
+
+
+def test_segments_and_live_updates_show_at_most_the_option_s_lines(model, synthetic_clip):
+    from captioner.grounding.forecast import restates_the_present
+
+    default = model.caption(synthetic_clip)
+    every = model.caption(synthetic_clip, forecast_lines=0)
+    assert [s.caption for s in default.segments] == [s.caption for s in every.segments]
+    for shown, allowed in zip(default.segments, every.segments):
+        assert len(shown.forecast) <= 2 and not any(restates_the_present(e) for e in shown.forecast)
+        assert shown.forecast == [e for e in allowed.forecast if not restates_the_present(e)][:2]
+    assert sum(len(s.forecast) for s in every.segments) >= sum(len(s.forecast) for s in default.segments)
+    updates = [u for u in model.stream(((f.image_bgr, f.t_sec) for f in _frames(synthetic_clip)), forecast_lines=1)]
+    assert updates and all(len(u.forecast) <= 1 for u in updates)
+
+
+def _frames(path):
+    from captioner.video import sample_frames
+
+    return list(sample_frames(path, None))
+
+
+def test_forecast_lines_option_is_checked():
+    import pytest
+
+    from captioner import CaptionOptions, OptionsError
+    from captioner.cli import main
+
+    for bad in (-1, 17, 1.5, True):
+        with pytest.raises(OptionsError, match="forecast lines"):
+            CaptionOptions(forecast_lines=bad)
+    assert main(["x.mp4", "--forecasts", "-1"]) == 2

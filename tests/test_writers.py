@@ -67,12 +67,13 @@ def test_all_formats_written_and_parsed_back(tmp_path: Path):
     assert (tmp_path / "street.txt").read_text(encoding="utf-8").splitlines() == [t for _, _, t in expected]
 
 
-def test_show_next_adds_second_line(tmp_path: Path):
+def test_show_next_adds_the_segment_s_forecast_lines(tmp_path: Path):
+    """One line per forecast the segment keeps (at most ``options.forecast_lines``, 2 by default)."""
     get_writer("all", tmp_path, show_next=True)(make_result(), "street.mp4")
     for cues in (parse_srt((tmp_path / "street.srt").read_text("utf-8")),
                  parse_vtt((tmp_path / "street.vtt").read_text("utf-8"))):
         assert [text.split("\n") for _, _, text in cues] == [
-            ["a person walks a dog", "a car will probably enter from the left (0.72)"],
+            ["a person walks a dog", "a car will probably enter from the left (0.72)", "the dog will stay (0.60)"],
             ["a car drives <unk> past & stops", "the car will probably leave to the right (0.55)"],
             ["une personne traverse la rue"],  # no forecast: no second line
         ]

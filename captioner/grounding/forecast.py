@@ -37,6 +37,28 @@ def _likelihood_words(p: float) -> str:
     return "might"
 
 
+CERTAIN = 0.85  # a line this sure reads "will ...": a stay this sure only restates the present
+
+
+def informativeness(event: NextEvent) -> float:
+    """How far a line is from "everything stays as it is now": a change's probability (leave,
+    enter, appear, keep moving); for a stay, the chance that it does not stay."""
+    return 1.0 - event.probability if event.kind == "stay" else event.probability
+
+
+def restates_the_present(event: NextEvent) -> bool:
+    """A stay said with certainty ("people will still be in view (1.00)"): it tells nothing new."""
+    return event.kind == "stay" and event.probability >= CERTAIN
+
+
+def forecast_lines(events: Sequence[NextEvent], limit: int) -> list[NextEvent]:
+    """The lines shown of ``events`` (``forecast_events``' sentences), the most informative
+    first: at most ``limit`` of them and never one that only restates the present with
+    certainty; ``limit`` 0: every line, ranked the same way."""
+    ranked = sorted(events, key=lambda e: -informativeness(e))
+    return ranked if not limit else [e for e in ranked if not restates_the_present(e)][:limit]
+
+
 MIN_FORECAST_PROBABILITY = 0.3  # below this a forecast is noise, not information: not listed
 # Kinds whose sentences came true far less often than they claimed (model card, forecast
 # reliability): "might leave (0.33)" 24 % of the time on the training clips, 10 % on held-out

@@ -333,7 +333,7 @@ FORECAST_KINDS = ("stay", "still in view", "leave", "enter", "appear", "move")
 
 
 def forecast_reliability(model: Captioner, clips: Sequence[ClipData]) -> dict[str, dict[str, float]]:
-    """Every forecast sentence a live stream lists, at every analysed frame of ``clips`` with a
+    """Every forecast sentence the rules let a live stream list (``forecast_lines=0``), at every analysed frame of ``clips`` with a
     full horizon, checked against what happened in the next ``HORIZON_SEC`` (the next-event
     targets): "the person will stay in view" = the class is present then and none of its tracks
     left; "cars will still be in view" (several) and "appear" = the class is present then;
@@ -342,7 +342,8 @@ def forecast_reliability(model: Captioner, clips: Sequence[ClipData]) -> dict[st
     that came true; for a calibrated forecast the last two agree."""
     said: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in FORECAST_KINDS}
     for clip in clips:
-        stream = model.new_stream(clip.frame_size, model.options, live=True)
+        # every line the forecast rules allow, not only the two a user sees by default
+        stream = model.new_stream(clip.frame_size, model.options.replace(forecast_lines=0), live=True)
         for i, frame in enumerate(clip.frames):
             update = stream.push_features(frame)
             if not clip.valid[i]:
