@@ -32,7 +32,6 @@ from .video import VideoSource, no_data, open_source
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class LiveFrame:
     image_bgr: np.ndarray

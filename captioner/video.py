@@ -682,9 +682,7 @@ def open_source(source: Source, timeout_sec: float | None = None, *, live: bool 
             return ImageSource(source)
         return VideoSource(source, special_ok=live, timeout_sec=timeout_sec)
 
-    opened = within(timeout_sec, str(source), "opening it", open_it, on_late=lambda late: late.close())
-    opened.timeout_sec = timeout_sec
-    return opened
+    return within(timeout_sec, str(source), "opening it", open_it, on_late=lambda late: late.close())
 
 
 def check_source(source: Source, timeout_sec: float | None = None) -> None:
