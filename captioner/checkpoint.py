@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .grounding.evidence import EvidenceBar, Grounding
+from .grounding.verbs import VerbEvidence
 from .errors import ModelError
 from .fileio import atomic_output, file_sha256
 from .model import CaptionModel, ModelConfig
@@ -41,13 +42,15 @@ class TrainedModel:
     training: dict  # how it was trained (data sizes, steps, seed, time)
     analysis_fps: float  # the frame rate it was trained on, and so the only one it reads
     evidence: EvidenceBar = field(default_factory=EvidenceBar)  # when a detected class may be named
+    verbs: VerbEvidence = field(default_factory=VerbEvidence)  # when motion supports or contradicts a verb
     path: str = ""
     sha256: str = ""
 
 
 def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
                     unseeable: list[str], backbone: BackboneInfo, training: dict, analysis_fps: float,
-                    evidence: EvidenceBar | None = None, scene_nouns: list[str] | None = None) -> Path:
+                    evidence: EvidenceBar | None = None, scene_nouns: list[str] | None = None,
+                    verbs: VerbEvidence | None = None) -> Path:
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -61,6 +64,7 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
                      "weights_sha256": backbone.weights_sha256},
         "analysis_fps": float(analysis_fps),
         "evidence_bar": (evidence or EvidenceBar()).to_dict(),
+        "verb_evidence": (verbs or VerbEvidence()).to_dict(),
         # plain JSON types only, so weights_only loading accepts it
         "training": json.loads(json.dumps(training, default=str)),
     }
@@ -104,7 +108,8 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> TrainedModel:
     training = payload.get("training", {})
     analysis_fps = float(payload.get("analysis_fps") or training.get("config", {}).get("analysis_fps") or DEFAULT_ANALYSIS_FPS)
     evidence = EvidenceBar.from_dict(payload.get("evidence_bar"))
-    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, evidence, str(path),
+    verbs = VerbEvidence.from_dict(payload.get("verb_evidence"))
+    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, evidence, verbs, str(path),
                         file_sha256(path))
 
 

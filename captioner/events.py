@@ -46,10 +46,6 @@ CLIP_TOL_PX = 2.0  # a box this close to the border is cut by it: its size is no
 MOVE_MIN_FRAMES = 3  # a line fit through fewer points is mostly jitter
 MOVE_MIN_SPEED = 0.05  # frame widths/s (crossing the frame in 20 s); box jitter fits far below this
 MOVE_MIN_SCALE_RATE = 0.15  # d log(area)/dt per s, ~16 %/s growth; a still box's size jitter fits far below
-WALK_MIN_SPEED = 0.06  # frame widths/s, median frame to frame: walking across the view; people who sat or
-# stood (gesturing, leaning, writing on a board) stayed below 0.03 on the hand-checked clips
-WALK_MIN_BODY_SPEED = 0.2  # box heights/s, median, any direction: walking people seen from above or far
-# away moved 0.2-0.9; those who sat or stood at most 0.06
 STILL_MAX_SPEED = 0.02  # frame units/s: "nearly still"
 STILL_MAX_SCALE_RATE = 0.06  # per s
 STOP_MIN_FRAMES = 6  # two line fits (moving half, still half) of >= 3 points each
@@ -199,28 +195,6 @@ def _steady(rates: np.ndarray) -> float:
     ordered = np.sort(rates)
     lower, upper = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
     return float(lower if abs(lower) <= abs(upper) else upper)
-
-
-def mostly_walking(frames: Sequence[TimedDetections], frame_size: tuple[int, int], class_ids: set[int]) -> bool:
-    """True when at least half of the tracks of ``class_ids`` seen in >= ``MOVE_MIN_FRAMES``
-    frames move at walking pace or faster: sideways across the view (>= ``WALK_MIN_SPEED``
-    frame widths/s), or in any direction by >= ``WALK_MIN_BODY_SPEED`` of their own height per
-    second (people far away or seen from above). Then nobody of those classes can be said to sit
-    or stand through the window. Speeds are medians of the frame-to-frame velocities, so a cut
-    between shots (one jump of a box the tracker kept) or a gesture (a box edge going out and
-    back) is not walking. ``frames``: anything with ``t_sec`` and ``detections`` (a stream's
-    analysed frames too)."""
-    width, _ = _check_size(frame_size)
-    walking = []
-    for track in _collect_tracks(frames).values():
-        if track.class_id not in class_ids or len(track.t_sec) < MOVE_MIN_FRAMES:
-            continue
-        boxes, dt = track.box_xyxy, np.maximum(np.diff(track.t_sec), 1e-6)
-        cx, cy = box_centres(boxes, 1.0, 1.0)  # pixels
-        vx, vy = _steady(np.diff(cx) / dt), _steady(np.diff(cy) / dt)
-        height = max(float(np.median(boxes[:, 3] - boxes[:, 1])), 1.0)
-        walking.append(abs(vx) / width >= WALK_MIN_SPEED or np.hypot(vx, vy) / height >= WALK_MIN_BODY_SPEED)
-    return bool(walking) and 2 * sum(walking) >= len(walking)
 
 
 def motion_direction(track: TrackSummary) -> str | None:

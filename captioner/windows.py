@@ -14,10 +14,12 @@ from .coco import COCO_CLASSES, class_word, with_article
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
 from .grounding.forecast import Arrivals
+from .grounding.verbs import verb_class
+from .grounding.words import FUNCTION_WORDS, LINKING_VERBS
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
-from .result import Evidence, NextEvent
-from .tokens import TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
+from .result import Evidence, NextEvent, WordEvidence
+from .tokens import SLOT_CONF, TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
 from .vocab import detokenize
 
 NOTHING_SEEN = "no objects the detector knows are in view"
@@ -50,6 +52,33 @@ def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[int]]) -> list[WordEvidence]:
+    """For each content word of a caption: what licensed it. Objects: their class's tracks and best
+    confidence; verbs: the motion evidence of their class (``grounding.verbs``), or "unmeasured";
+    scene nouns: the decoder alone. ``track_ids``: COCO class -> the window's track ids of it."""
+    confidence = {int(c): float(f[SLOT_CONF]) for c, f in zip(window.named.class_ids, window.named.features)}
+    out = []
+    for i, token in enumerate(tokens):
+        if token in window.word_class:
+            cls = window.word_class[token]
+            out.append(WordEvidence(token, "object", track_ids.get(cls, []), round(confidence.get(cls, 0.0), 3),
+                                    why=f"detected as {COCO_CLASSES[cls]}"))
+        elif token in window.scene_words:
+            out.append(WordEvidence(token, "scene", why="the decoder's word: no detector class or scene score covers it"))
+        elif verb_class(token) is not None or (token.endswith("ing") and len(token) > 4 and token not in FUNCTION_WORDS) \
+                or (i and tokens[i - 1] in LINKING_VERBS and token.endswith("ed")):
+            name = verb_class(token)
+            support = window.verb_support.get(name) if name else None
+            if support is None:
+                out.append(WordEvidence(token, "verb", verdict="unmeasured",
+                                        why="no motion measure covers this verb" if name is None or window.is_video
+                                        else "a still picture: no motion"))
+            else:
+                out.append(WordEvidence(token, "verb", list(support.track_ids), round(support.score, 3),
+                                        support.verdict, support.why))
+    return out
+
+
 @torch.no_grad()
 def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOptions,
                     frame_size: tuple[int, int] | None = None) -> tuple[str, float, Evidence]:
@@ -63,7 +92,7 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     times = [round(f.t_sec, 3) for f in frames]
     if len(named) == 0:  # nothing with enough evidence: say so rather than guess from the scene alone
         return NOTHING_SEEN, 1.0, Evidence([], [], times)
-    window = Window(frames, named, trained.vocab, trained.grounding, frame_size)
+    window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs)
     states = torch.stack([f.state for f in frames])
     inputs = segment_inputs([states], [named], [window_cells([f.cells for f in frames])], network.cfg)
     decoder = network.decoder
@@ -76,15 +105,21 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     counts = class_counts(frames, named.class_ids)
     surest = [COCO_CLASSES[c] for c in salient] or [COCO_CLASSES[int(named.class_ids[0])]]
     caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0  # when no decoded sentence reads true
+    tokens = caption.split()
     for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
-        tokens = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))
-        if tokens:
-            caption, confidence = detokenize(tokens), hyp.confidence
+        said = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))
+        if said:
+            tokens, caption, confidence = said, detokenize(said), hyp.confidence
             break
-    track_ids = sorted({int(t) for f in frames for c, t in zip(f.detections.class_id, f.detections.track_id)
-                        if t >= 0 and int(c) in window.present})
+    by_class: dict[int, set[int]] = {}
+    for f in frames:
+        for c, t in zip(f.detections.class_id, f.detections.track_id):
+            if t >= 0 and int(c) in window.present:
+                by_class.setdefault(int(c), set()).add(int(t))
+    track_ids = sorted(set().union(*by_class.values())) if by_class else []
     classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
-    return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts)
+    words = word_evidence(window, tokens, {c: sorted(ids) for c, ids in by_class.items()})
+    return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts, words)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ import pytest
 from captioner.coco import CLASS_INDEX
 from captioner.errors import OptionsError
 from captioner.events import (EDGE_MARGIN, Event, dominant_motion, edge_side, heading_out, motion_direction,
-                              mostly_walking, present_class_ids, summarize_tracks, window_events)
+                              present_class_ids, summarize_tracks, window_events)
 from captioner.features import FrameFeatures
 from frames import FPS, H, SIZE, W, box, frame  # noqa: F401  (shared test helpers)
 
@@ -168,37 +168,6 @@ def test_event_rejects_unknown_kind():
 
 
 PERSON = {CLASS_INDEX["person"]}
-
-
-def test_walking_is_steady_motion_but_a_cut_or_a_standing_person_is_not():
-    assert mostly_walking(crossing_window(), SIZE, PERSON)
-    assert not mostly_walking(crossing_window(), SIZE, {CLASS_INDEX["car"]})  # other classes: not asked
-    # seen from above: small people walking down the frame (0.5 of their height per second)
-    overhead = [frame(i, (box(200, 60 + 5 * i, 20, 40), "person", 1), (box(400, 300 - 5 * i, 20, 40), "person", 2))
-                for i in range(16)]
-    assert mostly_walking(overhead, SIZE, PERSON)
-    # a person standing still, a little box jitter from the detector, and one gesturing (the
-    # box's right edge goes out and back: its centre moves, but not steadily)
-    standing = [frame(i, (box(300 + (3 if i % 2 else -3), 200, 80, 160), "person", 1)) for i in range(16)]
-    assert not mostly_walking(standing, SIZE, PERSON)
-    gesturing = [frame(i, ((260, 120, 340 + (60 if i % 4 < 2 else 0), 280), "person", 1)) for i in range(16)]
-    assert not mostly_walking(gesturing, SIZE, PERSON)
-    # a cut between two shots: the tracker keeps the id and the box jumps once, by half the frame
-    cut = [frame(i, (box(150 if i < 8 else 470, 200, 80, 160), "person", 1)) for i in range(16)]
-    assert not mostly_walking(cut, SIZE, PERSON)
-    short_cut = [frame(i, (box(150 if i < 2 else 470, 200, 80, 160), "person", 1)) for i in range(3)]  # two steps, one jump
-    assert not mostly_walking(short_cut, SIZE, PERSON)
-    # too few frames to say anything
-    assert not mostly_walking(crossing_window()[2:4], SIZE, PERSON)
-
-
-def test_walking_needs_half_of_the_tracks():
-    def window(still: int) -> list[FrameFeatures]:
-        return [frame(i, (box(100 + 40 * i, 200, 80, 160), "person", 1),
-                      *[(box(200 + 100 * k, 250, 60, 140), "person", 10 + k) for k in range(still)]) for i in range(12)]
-
-    assert mostly_walking(window(still=1), SIZE, PERSON)  # one of two walks
-    assert not mostly_walking(window(still=2), SIZE, PERSON)  # one of three walks: the others may sit
 
 
 def test_dominant_motion_is_what_moves_now_with_the_most_track_frames():

@@ -206,10 +206,10 @@ def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
             boxes = np.array([[x, 60, x + 120, 350], [x + 200, 50, x + 320, 350]], np.float32)
             det = Detections(boxes, np.array([0.9, 0.88], np.float32), np.array([person, person], np.int32),
                              np.array([1, 2], np.int32), rng.normal(size=(2, emb)).astype(np.float32))
-            stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32),
-                                               rng.normal(size=(9, cell_dim)).astype(np.float32)))
+            stream.push_features(FrameFeatures(i / 4, i, det, rng.normal(size=emb).astype(np.float32), background))
         return stream.finish().caption
 
+    background = np.random.default_rng(1).normal(size=(9, cell_dim)).astype(np.float32)  # a still camera
     still_ids = [vocab.stoi[w] for w in STILL_VERBS if w in vocab.stoi]
     gait_ids = [vocab.stoi[w] for w in GAIT_VERBS if w in vocab.stoi]
     assert still_ids and gait_ids
@@ -217,7 +217,7 @@ def test_people_walking_across_are_not_said_to_sit_or_stand(model, monkeypatch):
     assert walking != NOTHING_SEEN and not set(walking.split()) & STILL_VERBS, walking
     assert bool(seen["banned"][still_ids].all()) and bool((seen["bias"][gait_ids] > 0).all())
     caption(speed_px=0.0)
-    assert not seen["banned"][still_ids].any() and seen["bias"] is None
+    assert not seen["banned"][still_ids].any() and (seen["bias"] is None or not (seen["bias"][still_ids] > 0).any())
     race_ids = [vocab.stoi[w] for w in RACE_WORDS if w in vocab.stoi]
     assert race_ids and bool(seen["banned"][race_ids].all())
 

@@ -15,16 +15,14 @@ from typing import Callable, Protocol
 import torch
 
 from ..colours import COLOUR_WORDS, allowed_words, window_colours
-from ..coco import ANIMATE_CLASSES, CLASS_INDEX
 from ..decoding import Hypothesis
-from ..events import mostly_walking
 from ..vocab import Vocabulary
 from .evidence import Grounding
 from .window import Window
-from .words import FUNCTION_WORDS, GAIT_BONUS, GAIT_VERBS, RACE_WORDS, STILL_VERBS
+from .verbs import VERB_CLASSES
+from .words import FUNCTION_WORDS, RACE_WORDS
 
 SPECIAL_IDS = [0, 1, 3]  # <pad>, <bos>, <unk>: never generated (<eos> ends a sentence)
-ANIMATE_IDS = frozenset(CLASS_INDEX[name] for name in ANIMATE_CLASSES)
 
 
 @dataclass
@@ -72,19 +70,21 @@ class NoRaceOnVideo:
             odds.ban(window.ids(RACE_WORDS))
 
 
-class NoPostureOfWalkers:
-    """No posture ("sitting", "standing") of people or animals who mostly walk across a video
-    window (``events.mostly_walking``), and gait words ``GAIT_BONUS`` nats likelier there: else
-    "driving a car" of a man walking past one. Needs the frame size (motion is measured in it)."""
+class VerbsWithEvidence:
+    """Verbs by the window's motion (``grounding.verbs``): a verb class the measured motion
+    contradicts is never said ("standing" of someone crossing a street, "driving" of parked cars),
+    a supported one of ``VerbEvidence.boosted`` is ``support_bonus`` nats likelier (without it the
+    decoder picks whatever verb is next). Photos and frames without a size: no motion, nothing judged."""
 
     def apply(self, window: Window, odds: WordOdds) -> None:
-        if window.is_video and window.frame_size is not None and \
-                mostly_walking(window.frames, window.frame_size, window.present & ANIMATE_IDS):
-            odds.ban(window.ids(STILL_VERBS))
-            odds.boost(window.ids(GAIT_VERBS), GAIT_BONUS)
+        for name, support in window.verb_support.items():
+            if support.verdict == "contradicted":
+                odds.ban(window.ids(VERB_CLASSES[name]))
+            elif support.verdict == "supported" and name in window.verbs.boosted:
+                odds.boost(window.ids(VERB_CLASSES[name]), window.verbs.support_bonus)
 
 
-WORD_FILTERS: list[WordFilter] = [NamedOnlyIfEvidenced(), ColoursShown(), NoRaceOnVideo(), NoPostureOfWalkers()]
+WORD_FILTERS: list[WordFilter] = [NamedOnlyIfEvidenced(), ColoursShown(), NoRaceOnVideo(), VerbsWithEvidence()]
 
 
 def search_odds(window: Window) -> WordOdds:

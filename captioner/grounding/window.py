@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
 import numpy as np
 
 from ..events import TimedDetections
+from ..motion import WindowMotion, measure_motion
 from ..tokens import WindowObjects
 from ..vocab import Vocabulary
 from .evidence import Grounding
+from .verbs import VerbEvidence, VerbSupport, verb_support
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Window:
     frames:     the analysed frames, in order (one for a photo)
     named:      the objects with enough evidence to be named (``EvidenceBar.passes``)
     frame_size: (width, height) pixels; None for frames without a picture (motion unknown)
+    verbs:      the thresholds that turn measured motion into evidence for verbs (from the checkpoint)
     """
 
     frames: Sequence[TimedDetections]
@@ -28,11 +31,22 @@ class Window:
     vocab: Vocabulary
     grounding: Grounding
     frame_size: tuple[int, int] | None = None
+    verbs: VerbEvidence = field(default_factory=VerbEvidence)
 
     @property
     def is_video(self) -> bool:
         """Several frames: a video window (a photo, or one frame, is a still picture)."""
         return len(self.frames) > 1
+
+    @cached_property
+    def motion(self) -> WindowMotion | None:
+        """How the window's tracks moved; None for a photo or frames without a size."""
+        return measure_motion(self.frames, self.frame_size) if self.is_video and self.frame_size is not None else None
+
+    @cached_property
+    def verb_support(self) -> dict[str, VerbSupport]:
+        """Verb class -> its evidence in this window (``grounding.verbs``); {} where motion is unknown."""
+        return verb_support(self.motion, self.present, self.verbs) if self.motion is not None else {}
 
     @cached_property
     def present(self) -> set[int]:

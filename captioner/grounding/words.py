@@ -20,14 +20,11 @@ QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line 
 LINKING_VERBS = frozenset("is are was were".split())
 SUPPORT_VERBS = frozenset("""sit sits sitting sat stand stands standing stood lie lies lying laying lay ride rides
 riding rode jump jumps jumping climb climbs climbing""".split())
-# Posture words: not said of a video window in which the people or animals named mostly walk
-# (``events.mostly_walking``): "a person is sitting" of someone walking out.
+# Posture words ("a thing does not sit"; the eval's posture table). Which verbs the motion of a video
+# window allows is ``grounding.verbs``.
 STILL_VERBS = frozenset("""sit sits sitting sat seated stand stands standing stood lie lies lying laying lay pose
 poses posing sleep sleeps sleeping""".split())
-# ... and in such a window these are made likelier (``GAIT_BONUS`` nats): without it the decoder
-# picks whatever verb is next ("a person is driving a car" of a man walking past one).
 GAIT_VERBS = frozenset("walk walks walking run runs running".split())
-GAIT_BONUS = 2.0
 NOT_WALKED_WITH = frozenset({"car", "bus", "truck", "train", "airplane", "boat"})  # "walking with a car"
 RIDE_VERBS = frozenset("ride rides riding rode".split())  # "riding a car": one rides in a car, or drives it
 DRIVE_VERBS = frozenset("drive drives driving drove".split())

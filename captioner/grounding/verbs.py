@@ -1,0 +1,169 @@
+"""Verbs with evidence: which actions the one YOLO pass supports or contradicts in a video window.
+
+Every verb the decoder may say belongs to at most one ``VERB_CLASSES`` class (walking, staying
+put, driving, being parked, riding, moving in place). For each class ``verb_support`` weighs the
+window's measured motion (``motion.measure_motion``) against thresholds (``VerbEvidence``,
+calibrated by ``captioner train`` on hand-labelled training clips and stored in the checkpoint):
+
+- supported: the search makes the class's words likelier (``VerbEvidence.support_bonus`` nats);
+- contradicted: its words are never said of the window ("standing" of a woman crossing a
+  crosswalk, "driving" of parked cars, "sitting" of shoppers pushing carts);
+- unknown: neither (the camera moves, so image motion says nothing; or nothing of the subject
+  kind was tracked long enough).
+
+A verb outside every class ("talking", "cooking") has no motion evidence either way; the output
+marks it so (``result.WordEvidence``). Photos are one frame: no motion, no verb is judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..motion import ANIMATE_IDS, RIDDEN_IDS, VEHICLE_IDS, TrackMotion, WindowMotion
+
+
+def _forms(*stems: str) -> frozenset[str]:
+    """Each "base:3rd:ing:past" entry's forms ("walk:walks:walking:walked")."""
+    return frozenset(word for stem in stems for word in stem.split(":") if word)
+
+
+VERB_CLASSES: dict[str, frozenset[str]] = {
+    "gait": _forms("walk:walks:walking:walked", "run:runs:running:ran", "jog:jogs:jogging", "stroll:strolls:strolling",
+                   "cross:crosses:crossing:crossed", "march:marches:marching", "hike:hikes:hiking",
+                   "approach:approaches:approaching", "gallop:gallops:galloping", "chase:chases:chasing",
+                   "trot:trots:trotting"),
+    "still": _forms("sit:sits:sitting:sat", "seated", "stand:stands:standing:stood", "lie:lies:lying:laying:lay",
+                    "pose:poses:posing", "sleep:sleeps:sleeping", "wait:waits:waiting", "rest:rests:resting"),
+    "drive": _forms("drive:drives:driving:drove", "travel:travels:traveling:travelling", "speed:speeds:speeding",
+),
+    "parked": _forms("park:parks:parked"),
+    "ride": _forms("ride:rides:riding:rode", "cycle:cycles:cycling", "bike:bikes:biking"),
+    "in_place": _forms("dance:dances:dancing:danced", "play:plays:playing:played", "jump:jumps:jumping:jumped",
+                       "kick:kicks:kicking", "swing:swings:swinging", "throw:throws:throwing", "catch:catches:catching",
+                       "fight:fights:fighting", "wrestle:wrestles:wrestling", "skate:skates:skating",
+                       "surf:surfs:surfing", "climb:climbs:climbing", "perform:performs:performing"),
+}
+VERB_CLASS_OF: dict[str, str] = {word: name for name, words in VERB_CLASSES.items() for word in words}
+
+
+@dataclass
+class VerbEvidence:
+    """Thresholds that turn measured motion into support for a verb class.
+
+    A tracked person or animal walks when its speed is at least ``walk_body_speed`` body heights/s,
+    or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
+    heights); it stays put when neither. A vehicle drives when it crosses ``drive_lateral_speed``
+    frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the least
+    changed grid cell still changes ``camera_change`` (1 - cosine) per analysed frame: then image
+    motion says nothing of walking or standing, and vehicles in view are driving (a dashcam, a car
+    filmed from the next lane). Something moves in place when its limbs move ``active_limb_motion``.
+    """
+
+    walk_body_speed: float = 0.2
+    walk_limb_motion: float = 0.3
+    walk_path: float = 0.25
+    drive_lateral_speed: float = 0.05
+    drive_scale_rate: float = 0.15
+    camera_change: float = 0.02
+    active_limb_motion: float = 0.6
+    support_bonus: float = 2.0  # nats added to a supported class's words
+    # the classes whose "supported" was right often enough on the labelled training clips to be
+    # made likelier (the others are only ever banned when contradicted)
+    boosted: tuple[str, ...] = ("gait", "drive", "ride")
+    calibration: dict = field(default_factory=dict)  # what the thresholds were fitted on, and how well
+
+    def walks(self, track: TrackMotion) -> bool:
+        return track.body_speed >= self.walk_body_speed or (
+            track.limb_motion >= self.walk_limb_motion and track.path >= self.walk_path)
+
+    def drives(self, track: TrackMotion) -> bool:
+        return track.lateral_speed >= self.drive_lateral_speed or track.scale_rate >= self.drive_scale_rate
+
+    def camera_moves(self, motion: WindowMotion) -> bool:
+        return motion.background_change is not None and motion.background_change >= self.camera_change
+
+    def to_dict(self) -> dict:
+        # plain floats and strings: checkpoints load with weights_only
+        return {**{k: float(v) for k, v in asdict(self).items() if k not in ("calibration", "boosted")},
+                "boosted": [str(name) for name in self.boosted], "calibration": dict(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "VerbEvidence":
+        data = dict(data or {})
+        calibration = data.pop("calibration", None) or {}
+        boosted = tuple(str(name) for name in data.pop("boosted", cls.boosted))
+        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}, boosted=boosted,
+                   calibration=calibration)
+
+
+@dataclass(frozen=True)
+class VerbSupport:
+    """The evidence for one verb class in one window: "supported" | "contradicted" | "unknown",
+    a score in [0, 1] (share of the subject tracks that show it), the tracks, and why."""
+
+    verdict: str
+    score: float
+    track_ids: tuple[int, ...] = ()
+    why: str = ""
+
+
+def _share(tracks: list[TrackMotion], test) -> tuple[float, tuple[int, ...]]:
+    """Share of the track-frames of ``tracks`` that pass ``test`` (long tracks count more), and their ids."""
+    total = sum(t.n_frames for t in tracks)
+    passing = [t for t in tracks if test(t)]
+    return (sum(t.n_frames for t in passing) / total if total else 0.0), tuple(t.track_id for t in passing)
+
+
+def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence) -> dict[str, VerbSupport]:
+    """For every ``VERB_CLASSES`` class: its support in a window of ``motion``, judging only the
+    tracks of ``named`` classes (those that passed the evidence bar, the only ones a caption names)."""
+    tracks = [t for t in motion.tracks if t.class_id in named and t.n_frames >= 3]
+    animate = [t for t in tracks if t.class_id in ANIMATE_IDS]
+    vehicles = [t for t in tracks if t.class_id in VEHICLE_IDS]
+    camera = thresholds.camera_moves(motion)
+    out: dict[str, VerbSupport] = {}
+    unknown = VerbSupport("unknown", 0.0)
+
+    if not animate:
+        out["gait"] = out["still"] = out["in_place"] = VerbSupport("unknown", 0.0, (), "no person or animal tracked")
+    elif camera:
+        out["gait"] = out["still"] = VerbSupport("unknown", 0.0, (), "the camera moves")
+    else:
+        walking, walkers = _share(animate, thresholds.walks)
+        staying, stayers = _share(animate, lambda t: not thresholds.walks(t))
+        out["gait"] = VerbSupport("supported" if walking >= 0.5 else "contradicted" if walking == 0 else "unknown",
+                                  walking, walkers, f"{walking:.0%} of the tracked people/animals walk or run")
+        out["still"] = VerbSupport("supported" if staying > 0.5 else "contradicted" if walking >= 0.5 else "unknown",
+                                   staying, stayers, f"{staying:.0%} stay where they are")
+    if animate:
+        active, movers = _share(animate, lambda t: t.limb_motion >= thresholds.active_limb_motion or thresholds.walks(t))
+        out["in_place"] = VerbSupport("supported" if active >= 0.5 and len(movers) >= 2 else
+                                      "contradicted" if active == 0 and not camera else "unknown",
+                                      active, movers, f"{active:.0%} move their limbs or body")
+    if not vehicles:
+        none = VerbSupport("contradicted", 0.0, (), "no vehicle tracked")
+        out["drive"] = none if not (named & VEHICLE_IDS) else unknown
+        out["parked"] = none if not (named & VEHICLE_IDS) else unknown
+    elif camera:
+        out["drive"] = VerbSupport("supported", 1.0, tuple(t.track_id for t in vehicles), "the camera moves with the traffic")
+        out["parked"] = VerbSupport("contradicted", 0.0, (), "the camera moves")
+    else:
+        moving, drivers = _share(vehicles, thresholds.drives)
+        out["drive"] = VerbSupport("supported" if moving > 0 else "contradicted", moving, drivers,
+                                   f"{moving:.0%} of the tracked vehicles move")
+        out["parked"] = VerbSupport("supported" if moving == 0 else "contradicted" if moving >= 0.5 else "unknown",
+                                    1.0 - moving, tuple(t.track_id for t in vehicles if not thresholds.drives(t)),
+                                    f"{1 - moving:.0%} of the tracked vehicles stay put")
+    riders = [t for t in animate if any(p in {u.track_id for u in tracks if u.class_id in RIDDEN_IDS} for p in t.partners)]
+    if riders:
+        out["ride"] = VerbSupport("supported", 1.0, tuple(t.track_id for t in riders), "on what they ride in most frames")
+    elif not (named & (RIDDEN_IDS | VEHICLE_IDS)):
+        out["ride"] = VerbSupport("contradicted", 0.0, (), "nothing to ride in view")
+    else:
+        out["ride"] = unknown
+    return out
+
+
+def verb_class(word: str) -> str | None:
+    return VERB_CLASS_OF.get(word)
+
