@@ -107,3 +107,45 @@ def cmd_eval(argv: Sequence[str]) -> int:
         with atomic_output(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2, default=float))
     return EXIT_OK
+
+
+def cmd_calibrate(argv: Sequence[str]) -> int:
+    """Refit the verb evidence thresholds of an existing checkpoint (no retraining: the network,
+    vocabulary and evidence bar are kept byte for byte; only ``verb_evidence`` is replaced)."""
+    import torch
+
+    from ..fileio import atomic_output
+    from ..model_files import DEFAULT_CHECKPOINT
+    from ..perception import Perception
+    from .dataset import load_clips, video_files
+    from .verbs import calibrate_verbs, labelled_windows, load_verb_labels
+
+    data = shared_data_dir()
+    parser = argparse.ArgumentParser(prog="captioner calibrate",
+                                     description="Refit a checkpoint's verb evidence thresholds on the hand-labelled training clips.")
+    parser.add_argument("--videos", type=Path, default=data / "videos", help="folder of the labelled clips (default %(default)s)")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint to update in place (default %(default)s)")
+    add_perception_args(parser)
+    args = parser.parse_args(argv)
+    options = caption_options(parser, args)
+    if not args.videos.is_dir():
+        parser.error(f"--videos {args.videos}: not a folder")
+    if not args.checkpoint.is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    payload = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    labels = load_verb_labels()
+    perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
+    videos = [v for v in video_files(args.videos) if v.stem in labels and labels[v.stem]["split"] == "train"]
+    config = payload.get("training", {}).get("config", {})
+    clips = load_clips(videos, perception, analysis_fps=float(payload.get("analysis_fps") or 4.0), captioned={},
+                       window_sec=float(config.get("window_sec", 4.0)), stride_sec=float(config.get("window_stride_sec", 2.0)),
+                       variants=1, seed=0)
+    for clip in clips:  # the labels, not the caption corpora, say which split a labelled clip is in
+        clip.split = labels[clip.name]["split"]
+    verbs = calibrate_verbs(labelled_windows(clips, labels))
+    payload["verb_evidence"] = verbs.to_dict()
+    with atomic_output(args.checkpoint) as tmp:
+        torch.save(payload, tmp)
+    print(json.dumps(verbs.to_dict(), indent=1))
+    print(f"updated {args.checkpoint}")
+    return EXIT_OK

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..grounding.evidence import EvidenceBar
+from ..grounding.verbs import VerbEvidence
 from ..model import STYLE_EVENTS, STYLE_HUMAN, CaptionModel, ModelConfig, next_event_loss, segment_inputs
 from ..tokens import TokenLayout, WindowObjects, tokens_for_frames, window_objects
 from ..vocab import Vocabulary
@@ -36,6 +37,7 @@ from .dataset import (VALIDATION_CLIPS, ClipData, captioned_clip_stems, captione
 from .images import CaptionedPhoto, load_photos
 from .person_words import neutral_person_words
 from .pairs import synthetic_tokens
+from .verbs import calibrate_verbs, labelled_windows, load_verb_labels
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class TrainingData:
     evidence: EvidenceBar = field(default_factory=EvidenceBar)
     stats: dict = field(default_factory=dict)
     scene_nouns: list[str] = field(default_factory=list)  # non-COCO nouns photos taught (said of photos only)
+    verbs: VerbEvidence = field(default_factory=VerbEvidence)  # motion thresholds, fitted on labelled training clips
 
 
 def pad_tokens(seqs: Sequence[list[int]], max_len: int) -> torch.Tensor:
@@ -249,7 +252,8 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     stats["scene_nouns"], stats["unseeable_nouns"] = len(scene_nouns), len(unseeable)
     return TrainingData(clips, train_pairs, test_pairs, examples,
                         [p for p in photos if p.split == "dev"], vocab, pairs.object_noun_classes(words),
-                        unseeable, distractor_pool(train_clips), bar, stats, scene_nouns)
+                        unseeable, distractor_pool(train_clips), bar, stats, scene_nouns,
+                        calibrate_verbs(labelled_windows(clips, load_verb_labels())))
 
 
 def train_model(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_every: int = 100) -> tuple[CaptionModel, dict]:
@@ -319,4 +323,4 @@ def run_training(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
                 "torch": str(torch.__version__), **history,
                 "perception": perception.settings(), "video_dir": str(video_dir)}
     return save_checkpoint(out_path, model, data.vocab, data.word_class, data.unseeable, perception.backbone, training,
-                           cfg.analysis_fps, data.evidence, data.scene_nouns)
+                           cfg.analysis_fps, data.evidence, data.scene_nouns, data.verbs)
