@@ -25,7 +25,7 @@ from .checkpoint import TrainedModel, check_backbone, load_checkpoint
 from .errors import OptionsError
 from .options import CaptionOptions, ProgressCallback
 from .perception import Detections, Perception, is_cuda
-from .result import Evidence, Result, Segment, VideoMeta
+from .result import Evidence, Result, Segment, VideoMeta, WordEvidence
 from .stream import Stream, StreamUpdate
 from .video import ReadAhead, open_source, too_long
 
@@ -173,6 +173,20 @@ class Captioner:
                 yield StreamUpdate(last_t, Detections.empty(), False, stream.caption, stream.forecast, False, segment)
 
 
+def merge_word_evidence(first: list[WordEvidence], second: list[WordEvidence]) -> list[WordEvidence]:
+    """One caption's word evidence over two windows: each word's tracks joined, its best score,
+    "supported" if either window supported it."""
+    if len(first) != len(second):
+        return first or second
+    merged = []
+    for a, b in zip(first, second):
+        scores = [s for s in (a.score, b.score) if s is not None]
+        best = a if a.verdict == "supported" or b.verdict != "supported" else b
+        merged.append(WordEvidence(a.word, a.kind, sorted(set(a.track_ids) | set(b.track_ids)),
+                                   max(scores) if scores else None, best.verdict, best.why))
+    return merged
+
+
 def merge_segments(segments: list[Segment]) -> list[Segment]:
     """Consecutive segments with the same caption become one (forecast of the last one)."""
     merged: list[Segment] = []
@@ -186,7 +200,8 @@ def merge_segments(segments: list[Segment]) -> list[Segment]:
                                      list(dict.fromkeys(prev.evidence.classes + seg.evidence.classes)),
                                      prev.evidence.frame_times_sec + seg.evidence.frame_times_sec,
                                      {name: max(prev.evidence.class_counts.get(name, 0), n)
-                                      for name, n in {**prev.evidence.class_counts, **seg.evidence.class_counts}.items()})
+                                      for name, n in {**prev.evidence.class_counts, **seg.evidence.class_counts}.items()},
+                                     merge_word_evidence(prev.evidence.words, seg.evidence.words))
         else:
             merged.append(seg)
     return merged

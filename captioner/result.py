@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: evidence.words (what licensed each content word)
 
 
 @dataclass
@@ -31,6 +31,24 @@ class NextEvent:
 
 
 @dataclass
+class WordEvidence:
+    """What licensed one content word of a caption.
+
+    kind: "object" (a detected class: its tracks and best confidence), "verb" (motion evidence:
+    ``verdict`` "supported" / "unknown" / "unmeasured" - a verb no motion measure covers, such as
+    "talking" - with the tracks that show it and the share of tracks that do as ``score``), or
+    "scene" (a noun no detector class covers: the decoder's word, no evidence score yet).
+    """
+
+    word: str
+    kind: str
+    track_ids: list[int] = field(default_factory=list)
+    score: float | None = None
+    verdict: str | None = None  # verbs only
+    why: str = ""
+
+
+@dataclass
 class Evidence:
     """What the detector saw in a segment, which the caption is grounded in."""
 
@@ -40,6 +58,8 @@ class Evidence:
     # for each class in ``classes``: the most objects of it seen at once in one analysed frame
     # (robust to track id switches); {} in outputs written before it was recorded
     class_counts: dict[str, int] = field(default_factory=dict)
+    # for each content word of the caption, in order: what licensed it; [] in older outputs
+    words: list[WordEvidence] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +84,13 @@ class Segment:
     def from_dict(cls, data: dict[str, Any]) -> "Segment":
         return cls(start=data["start"], end=data["end"], caption=data["caption"], confidence=data["confidence"],
                    forecast=[NextEvent(**n) for n in data.get("next", [])],
-                   evidence=Evidence(**data.get("evidence", {})))
+                   evidence=_evidence_from_dict(data.get("evidence", {})))
+
+
+def _evidence_from_dict(data: dict[str, Any]) -> Evidence:
+    data = dict(data)
+    words = [WordEvidence(**w) for w in data.pop("words", [])]
+    return Evidence(**data, words=words)
 
 
 @dataclass

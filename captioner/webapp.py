@@ -28,6 +28,7 @@ outside the lock.
 from __future__ import annotations
 
 import atexit
+import html
 import logging
 import os
 import shutil
@@ -53,7 +54,7 @@ from .jobs import FileOutcome, OutputOptions, caption_file, run_each
 from .library import Library, LibraryError
 from .options import ProgressCallback
 from .pipeline import Captioner
-from .result import Result
+from .result import Result, WordEvidence
 from .stream import Stream
 from .video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .writers import CAPTION_FORMATS
@@ -133,6 +134,47 @@ def check_media_name(path: Path, name: str, accepted: tuple[str, ...] = VIDEO_EX
 def timeline_rows(result: Result) -> list[list[Any]]:
     return [[round(s.start, 2), round(s.end, 2), s.caption, s.next_text, round(float(s.confidence), 3)]
             for s in result.segments]
+
+
+WORD_STYLE = {"object": "border-bottom: 2px solid #2a9d8f", "verb": "border-bottom: 2px dotted #e76f51",
+              "scene": "border-bottom: 2px dashed #8d99ae"}
+MAX_EVIDENCE_LINES = 30  # segments shown with their word evidence (the JSON has them all)
+
+
+def word_title(word: WordEvidence) -> str:
+    """The hover text of a caption word: what licensed it."""
+    tracks = f"track{'s' if len(word.track_ids) != 1 else ''} {', '.join(map(str, word.track_ids))}" if word.track_ids else ""
+    if word.kind == "object":
+        return f"{word.why}; {tracks}; confidence {word.score:.2f}" if tracks else f"{word.why}; confidence {word.score:.2f}"
+    if word.kind == "verb":
+        score = f" ({word.score:.2f})" if word.score is not None else ""
+        return "; ".join(part for part in (f"motion evidence: {word.verdict}{score}", word.why, tracks) if part)
+    return word.why
+
+
+def evidence_html(result: Result) -> str:
+    """Each segment's caption with its content words marked; hovering a word shows what licensed it
+    (track ids match the labels on the annotated video's boxes)."""
+    lines = []
+    for seg in result.segments[:MAX_EVIDENCE_LINES]:
+        words, parts = list(seg.evidence.words), []
+        for token in seg.caption.split():
+            match = next((w for w in words if w.word == token.strip(".,").lower()), None)
+            if match is None:
+                parts.append(html.escape(token))
+                continue
+            words.remove(match)
+            parts.append(f'<span class="caption-word caption-{match.kind}" title="{html.escape(word_title(match))}" '
+                         f'style="{WORD_STYLE.get(match.kind, "")}">{html.escape(token)}</span>')
+        when = "" if result.video.is_image else f"{seg.start:.1f}-{seg.end:.1f} s: "
+        lines.append(f'<div class="evidence-line">{when}{" ".join(parts)}</div>')
+    more = len(result.segments) - MAX_EVIDENCE_LINES
+    if more > 0:
+        lines.append(f"<div>... {more} more segment(s) in the JSON download</div>")
+    legend = ("<div><small>Hover a word: <span style='border-bottom: 2px solid #2a9d8f'>object</span> (its boxes' "
+              "track ids and confidence), <span style='border-bottom: 2px dotted #e76f51'>verb</span> (the motion "
+              "evidence), <span style='border-bottom: 2px dashed #8d99ae'>scene</span> word.</small></div>")
+    return '<div id="caption-evidence">' + legend + "".join(lines) + "</div>"
 
 
 def player_vtt(vtt_text: str) -> str:
@@ -288,7 +330,7 @@ class CaptionApp:
         meta = result.video
         summary = (f"**{name}**: {meta.duration_sec:.1f} s, {meta.width}x{meta.height}, "
                    f"{len(result.segments)} segment(s); analysed at {self.upload.captioner.analysis_fps:g} fps in "
-                   f"{outcome.seconds:.1f} s.")
+                   f"{outcome.seconds:.1f} s.\n\n{evidence_html(result)}")
         return (gr.Video(value=str(by_ext["annotated.mp4"]), subtitles=str(player_track)), timeline_rows(result),
                 [str(by_ext[f]) for f in DOWNLOAD_FORMATS], summary)
 
@@ -300,7 +342,7 @@ class CaptionApp:
         result = outcome.result
         caption = result.segments[0].caption if result.segments else ""
         summary = (f"**{name}**: {result.video.width}x{result.video.height} image in {outcome.seconds:.1f} s: "
-                   f"*{caption}*")
+                   f"*{caption}*\n\n{evidence_html(result)}")
         return (str(by_ext["annotated.jpg"]), timeline_rows(result), [str(by_ext[f]) for f in IMAGE_DOWNLOAD_FORMATS],
                 summary)
 
