@@ -33,6 +33,7 @@ import torch
 from ..coco import CLASS_INDEX
 from ..grounding.evidence import EvidenceBar
 from ..grounding.forecast import Arrivals, leave_with_exits
+from ..grounding.verbs import VERB_CLASS_OF
 from ..grounding.words import GAIT_VERBS, STILL_VERBS
 from ..events import DIRECTIONS, heading_out
 from ..model import HISTORY_FRAMES
@@ -47,6 +48,7 @@ from .evidence import load_motion, load_presence, window_truth
 from .forecast import HORIZON_SEC, constant_velocity_baseline, persistence_baseline
 from .images import CaptionedPhoto
 from .pairs import synthetic_tokens
+from .verbs import load_verb_labels
 from .person_words import person_claims
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,53 @@ def posture_scores(windows: Sequence[WindowCaption], motion: dict[str, dict[str,
             "rate": contradicted / max(counted, 1), "examples": examples}
 
 
+# verbs a caption uses that say no action: being, wearing, having
+NOT_ACTIONS = frozenset({"be", "wear", "have"})
+# -ing words that are nouns in captions ("a building", "a painting")
+ING_NOUNS = frozenset("building clothing ceiling something anything nothing evening morning wedding ring string king "
+                      "swing thing spring painting railing sibling ceiling awning".split())
+
+
+def caption_verbs(caption: str) -> list[str]:
+    """The base forms of the action verbs of a caption: the verb forms ``grounding.verbs`` knows,
+    any other "-ing" word, and the word after "is"/"are" ("is parked"); lemmatised with WordNet
+    ("walking" -> "walk"). Needs NLTK's WordNet data (NLTK_DATA)."""
+    from nltk.stem import WordNetLemmatizer
+
+    lemmatizer = WordNetLemmatizer()
+    tokens = tokenize(caption)
+    found = []
+    for i, token in enumerate(tokens):
+        after_link = i > 0 and tokens[i - 1] in ("is", "are") and token.endswith("ed")
+        if token in VERB_CLASS_OF or after_link or (token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS):
+            base = lemmatizer.lemmatize(token, "v")
+            if base not in NOT_ACTIONS:
+                found.append(base)
+    return found
+
+
+def verb_scores(windows: Sequence[WindowCaption], labels: dict[str, dict]) -> dict:
+    """Captions against the hand-labelled verbs of their clips (``data/clip_verbs.json``):
+    wrong-verb rate (captions with a verb not true of the clip), salient-verb recall (clips whose
+    captions use one of their salient verbs) and captions with no verb, per split of the labels."""
+    out: dict = {}
+    for split in ("val", "test", "held back"):
+        rows = [w for w in windows if w.clip in labels and (labels[w.clip]["split"] == split or
+                                                            (split == "held back" and labels[w.clip]["split"] != "train"))]
+        if not rows:
+            continue
+        clips = sorted({w.clip for w in rows})
+        verbs = {id(w): caption_verbs(w.caption) for w in rows}
+        wrong = [w for w in rows if any(v not in labels[w.clip]["true"] for v in verbs[id(w)])]
+        named_salient = [c for c in clips if any(set(verbs[id(w)]) & set(labels[c]["salient"]) for w in rows if w.clip == c)]
+        out[split] = {"clips": len(clips), "captions": len(rows), "wrong_verb_rate": len(wrong) / len(rows),
+                      "no_verb_rate": sum(not verbs[id(w)] for w in rows) / len(rows),
+                      "salient_verb_recall": len(named_salient) / len(clips),
+                      "wrong": [f"{w.clip} {w.start_sec:g} s: {w.caption}" for w in wrong],
+                      "clips_missing_salient": [c for c in clips if c not in named_salient]}
+    return out
+
+
 def presence_gain_interval(per_clip: list[dict[str, np.ndarray]], baseline: str, n_boot: int = 2000,
                            seed: int = 0) -> tuple[float, float]:
     """95 % bootstrap interval of (model - baseline) presence micro-F1, resampling whole clips:
@@ -428,6 +477,7 @@ def run_eval(model: Captioner, clips: Sequence[ClipData], text_pairs_test, clip_
         windows = real_window_captions(model, labelled)
         report["real_windows"] = grounding_scores(windows)
         report["real_windows"]["posture"] = posture_scores(windows, load_motion())
+        report["real_windows"]["verbs"] = verb_scores(windows, load_verb_labels())
         report["real_windows"]["captions"] = [
             {"clip": w.clip, "start": w.start_sec, "caption": w.caption, "wrong": w.wrong, "salient": w.salient}
             for w in windows]
@@ -470,6 +520,12 @@ def format_table(report: dict) -> str:
                   f"| validation + held-out clips, 4 s windows | {g['windows']} | {g['object_mentions']} | "
                   f"{100 * g['hallucination_rate']:.1f}% | {100 * g['captions_with_hallucination']:.1f}% | {g['salient_objects']} | "
                   f"{100 * g['salient_recall']:.1f}% |"]
+        if g.get("verbs"):
+            lines += ["", "| real clips vs hand-labelled verbs (4 s windows) | clips | captions | wrong verb | "
+                          "no verb | salient-verb recall (clips) |", "|---|---|---|---|---|---|"]
+            for split, v in g["verbs"].items():
+                lines.append(f"| {split} | {v['clips']} | {v['captions']} | {100 * v['wrong_verb_rate']:.1f}% | "
+                             f"{100 * v['no_verb_rate']:.1f}% | {100 * v['salient_verb_recall']:.0f}% |")
         if "posture" in g:
             p = g["posture"]
             lines += ["", "| real clips vs hand-checked motion | windows (moves / still) | posture or gait contradicted |",

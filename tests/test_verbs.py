@@ -1,0 +1,217 @@
+"""Verbs with evidence: motion measured from boxes (``motion``), turned into support or
+contradiction per verb class (``grounding.verbs``), calibrated on labelled windows
+(``training.verbs``), shown per word (``result.WordEvidence``) and scored (``training.eval``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from captioner.coco import CLASS_INDEX
+from captioner.grounding.verbs import VERB_CLASSES, VerbEvidence, verb_class, verb_support
+from captioner.motion import background_change, measure_motion
+from captioner.result import Evidence, Segment, WordEvidence
+from frames import SIZE, box, frame
+
+PERSON, CAR, BICYCLE = CLASS_INDEX["person"], CLASS_INDEX["car"], CLASS_INDEX["bicycle"]
+DEFAULT = VerbEvidence()
+
+
+def crossing(n: int = 16) -> list:
+    """A person walks right across the view (40 px per analysed frame, 160 px/s in 640 px)."""
+    return [frame(i, (box(100 + 30 * i, 200, 80, 160), "person", 1)) for i in range(n)]
+
+
+def standing(n: int = 16, jitter: float = 1.0) -> list:
+    return [frame(i, (box(300 + (jitter if i % 2 else -jitter), 200, 80, 160), "person", 1)) for i in range(n)]
+
+
+def supports(frames, named=frozenset({PERSON}), thresholds=DEFAULT) -> dict:
+    return {name: s.verdict for name, s in verb_support(measure_motion(frames, SIZE), set(named), thresholds).items()}
+
+
+def test_a_walker_walks_and_is_not_said_to_stand():
+    verdicts = supports(crossing())
+    assert verdicts["gait"] == "supported" and verdicts["still"] == "contradicted"
+
+
+def test_a_person_standing_still_does_not_walk():
+    verdicts = supports(standing())
+    assert verdicts["gait"] == "contradicted" and verdicts["still"] == "supported"
+    # a gesture: the box's right edge goes out and back; the centre moves, but not steadily
+    gesturing = [frame(i, ((260, 120, 340 + (60 if i % 4 < 2 else 0), 280), "person", 1)) for i in range(16)]
+    assert supports(gesturing)["gait"] != "supported"
+    # a cut between two shots: the tracker keeps the id and the box jumps once
+    cut = [frame(i, (box(150 if i < 8 else 470, 200, 80, 160), "person", 1)) for i in range(16)]
+    assert supports(cut)["gait"] != "supported"
+
+
+def test_walkers_seen_from_above_walk_by_their_own_height():
+    overhead = [frame(i, (box(200, 60 + 5 * i, 20, 40), "person", 1), (box(400, 300 - 5 * i, 20, 40), "person", 2))
+                for i in range(16)]
+    assert supports(overhead)["gait"] == "supported"
+
+
+def test_limbs_moving_while_getting_somewhere_is_walking_even_when_slow():
+    # slow-motion footage: 4 px per frame, but legs swing (the box's width changes every frame)
+    slow = [frame(i, (box(200 + 4 * i, 200, 60 + (20 if i % 2 else 0), 160), "person", 1)) for i in range(16)]
+    m = measure_motion(slow, SIZE).tracks[0]
+    assert m.body_speed < DEFAULT.walk_body_speed and m.limb_motion >= DEFAULT.walk_limb_motion and m.path >= DEFAULT.walk_path
+    assert supports(slow)["gait"] == "supported"
+
+
+def test_half_the_tracks_must_walk():
+    def window(still: int) -> list:
+        return [frame(i, (box(100 + 30 * i, 200, 80, 160), "person", 1),
+                      *[(box(200 + 100 * k, 250, 60, 140), "person", 10 + k) for k in range(still)]) for i in range(12)]
+
+    assert supports(window(still=1))["gait"] == "supported"
+    assert supports(window(still=2))["gait"] == "unknown"  # one of three walks: the others may sit
+    assert supports(window(still=2))["still"] == "supported"
+
+
+def test_parked_cars_do_not_drive_and_moving_ones_do():
+    parked = [frame(i, (box(200, 250, 160, 90), "car", 1), (box(450, 260, 150, 80), "car", 2)) for i in range(16)]
+    verdicts = supports(parked, {CAR})
+    assert verdicts["drive"] == "contradicted" and verdicts["parked"] == "supported"
+    passing = [frame(i, (box(50 + 25 * i, 250, 160, 90), "car", 1)) for i in range(16)]
+    verdicts = supports(passing, {CAR})
+    assert verdicts["drive"] == "supported" and verdicts["parked"] == "contradicted"
+    # nothing to drive: "a person is driving" of someone walking past
+    assert supports(crossing())["drive"] == "contradicted"
+
+
+def test_riding_needs_a_rider_on_what_is_ridden():
+    riding = [frame(i, (box(100 + 30 * i, 170, 50, 120), "person", 1), (box(100 + 30 * i, 220, 90, 70), "bicycle", 2))
+              for i in range(12)]
+    assert supports(riding, {PERSON, BICYCLE})["ride"] == "supported"
+    apart = [frame(i, (box(100 + 30 * i, 170, 50, 120), "person", 1), (box(560, 300, 90, 70), "bicycle", 2))
+             for i in range(12)]
+    assert supports(apart, {PERSON, BICYCLE})["ride"] == "unknown"
+    assert supports(crossing())["ride"] == "contradicted"
+
+
+def test_a_moving_camera_makes_image_motion_say_nothing_of_walking():
+    frames = standing()
+    rng = np.random.default_rng(0)
+    for f in frames:  # every cell of the neck map changes: the background itself moves
+        f.cells = rng.normal(size=(9, 16)).astype(np.float32)
+    motion = measure_motion(frames, SIZE)
+    assert motion.background_change > 0.5
+    camera_on = VerbEvidence(camera_change=0.02)
+    verdicts = {n: s.verdict for n, s in verb_support(motion, {PERSON}, camera_on).items()}
+    assert verdicts["gait"] == "unknown" and verdicts["still"] == "unknown"
+    # switched off (the shipped calibration could not separate moving cameras): judged as usual
+    off = VerbEvidence(camera_change=math.inf)
+    assert verb_support(motion, {PERSON}, off)["gait"].verdict == "contradicted"
+    still_cells = [np.ones((9, 16), np.float32)] * 4
+    assert background_change(still_cells) == pytest.approx(0.0, abs=1e-6)
+    assert background_change([None, None]) is None
+
+
+def test_only_named_classes_are_judged():
+    # the walker's class did not pass the evidence bar: nothing to say of its motion
+    assert supports(crossing(), named=set())["gait"] == "unknown"
+
+
+def test_verb_classes_cover_forms_and_thresholds_round_trip():
+    assert verb_class("walking") == verb_class("walks") == "gait"
+    assert verb_class("standing") == "still" and verb_class("parked") == "parked" and verb_class("talking") is None
+    assert not set(VERB_CLASSES["gait"]) & set(VERB_CLASSES["still"])
+    fitted = VerbEvidence(walk_body_speed=0.1, camera_change=math.inf, boosted=("gait",), calibration={"windows": 3})
+    again = VerbEvidence.from_dict(fitted.to_dict())
+    assert again == fitted and VerbEvidence.from_dict(None) == VerbEvidence()
+
+
+def test_the_filter_bans_contradicted_verbs_and_boosts_trusted_ones(model):
+    """Through the real decoder's vocabulary: a crossing person's window bans posture words and
+    makes gait words likelier; a standing one bans gait words and boosts nothing untrusted."""
+    from captioner.grounding import Window, search_odds
+    from captioner.tokens import tokens_for_frames
+    from captioner.windows import grounded_objects
+
+    trained = model.trained
+    vocab = trained.vocab
+
+    def odds(frames):
+        emb = trained.network.cfg.embedding_dim
+        for f in frames:
+            f.embedding = np.zeros(emb, np.float32)
+        for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
+            f.token = token
+        named = grounded_objects(trained, frames)
+        assert len(named)  # the person passes the evidence bar
+        window = Window(frames, named, vocab, trained.grounding, SIZE, DEFAULT)
+        return search_odds(window)
+
+    still_ids = [vocab.stoi[w] for w in VERB_CLASSES["still"] if w in vocab.stoi]
+    gait_ids = [vocab.stoi[w] for w in VERB_CLASSES["gait"] if w in vocab.stoi]
+    assert still_ids and gait_ids
+    walking = odds(crossing())
+    assert bool(walking.banned[still_ids].all()) and bool((walking.bias[gait_ids] > 0).all())
+    staying = odds(standing())
+    assert bool(staying.banned[gait_ids].all()) and not staying.banned[still_ids].any()
+    assert staying.bias is None or not (staying.bias[still_ids] > 0).any()  # "still" is not in DEFAULT.boosted
+
+
+def test_word_evidence_round_trips_through_json():
+    words = [WordEvidence("person", "object", [1, 2], 0.93, why="detected as person"),
+             WordEvidence("walking", "verb", [1], 1.0, "supported", "100% walk")]
+    seg = Segment(0.0, 4.0, "a person is walking", 0.8, [], Evidence([1, 2], ["person"], [0.0, 0.25], {"person": 1}, words))
+    again = Segment.from_dict(seg.to_dict())
+    assert again == seg and again.evidence.words[1].verdict == "supported"
+    old = seg.to_dict()
+    del old["evidence"]["words"]  # outputs written before 1.1
+    assert Segment.from_dict(old).evidence.words == []
+
+
+def test_the_web_page_marks_each_word_with_its_evidence():
+    from captioner.result import Result, VideoMeta
+    from captioner.webapp import evidence_html
+
+    words = [WordEvidence("person", "object", [3], 0.91, why="detected as person"),
+             WordEvidence("walking", "verb", [3], 1.0, "supported", "100% of the tracked people/animals walk or run")]
+    result = Result(VideoMeta("clip.mp4", 4.0, 25.0, 640, 360),
+                    [Segment(0.0, 4.0, "a person is walking", 0.8, [], Evidence([3], ["person"], [0.0], {}, words))])
+    page = evidence_html(result)
+    assert 'title="detected as person; track 3; confidence 0.91"' in page
+    assert "motion evidence: supported (1.00)" in page and ">walking</span>" in page and ">is<" not in page
+
+
+def test_calibration_separates_labelled_walkers_from_standers():
+    from captioner.training.verbs import LabelledWindow, calibrate_verbs
+
+    def labelled(frames, kinds, classes):
+        return LabelledWindow("clip", set(kinds), "static", measure_motion(frames, SIZE), set(classes))
+
+    windows = [labelled(crossing(), {"moves"}, {"gait"}) for _ in range(4)] + \
+              [labelled(standing(jitter=0.5), {"still"}, {"still"}) for _ in range(4)]
+    fitted = calibrate_verbs(windows)
+    assert fitted.calibration["walk"]["moves_found"] == 1.0 and fitted.calibration["walk"]["still_called_walking"] == 0.0
+    assert fitted.camera_change == math.inf  # no camera labels: nothing to fit, switched off
+    assert "gait" in fitted.boosted and "still" in fitted.boosted  # both were right whenever supported here
+
+
+def test_verb_table_counts_wrong_missing_and_salient_verbs():
+    pytest.importorskip("nltk")
+    from captioner.training.eval import WindowCaption, caption_verbs, verb_scores
+
+    try:
+        assert caption_verbs("a person is walking past a building") == ["walk"]
+    except LookupError:
+        pytest.skip("NLTK WordNet data not found: set NLTK_DATA to ../shared/data/nltk_data")
+    assert caption_verbs("two cars are parked") == ["park"] and caption_verbs("a person in a shirt") == []
+    labels = {"a": {"split": "val", "true": ["walk", "cross"], "salient": ["cross"]},
+              "b": {"split": "test", "true": ["sit"], "salient": ["sit"]}}
+
+    def win(clip, caption):
+        return WindowCaption(clip, 0.0, 4.0, caption, [], [], [], [])
+
+    scores = verb_scores([win("a", "a person is walking"), win("a", "a person is crossing the street"),
+                          win("b", "a person is standing"), win("b", "a person in a room")], labels)
+    held = scores["held back"]
+    assert held["captions"] == 4 and held["wrong_verb_rate"] == 0.25 and held["no_verb_rate"] == 0.25
+    assert held["salient_verb_recall"] == 0.5 and held["clips_missing_salient"] == ["b"]
+    assert scores["val"]["wrong_verb_rate"] == 0.0 and scores["test"]["wrong_verb_rate"] == 0.5
