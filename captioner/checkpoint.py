@@ -18,6 +18,7 @@ import torch
 
 from .grounding.evidence import EvidenceBar, Grounding
 from .grounding.verbs import VerbEvidence
+from .concepts import ConceptHead
 from .errors import ModelError
 from .fileio import atomic_output, file_sha256
 from .model import CaptionModel, ModelConfig
@@ -43,6 +44,7 @@ class TrainedModel:
     analysis_fps: float  # the frame rate it was trained on, and so the only one it reads
     evidence: EvidenceBar = field(default_factory=EvidenceBar)  # when a detected class may be named
     verbs: VerbEvidence = field(default_factory=VerbEvidence)  # when motion supports or contradicts a verb
+    concepts: ConceptHead | None = None  # which scene words the pixels support (None: older checkpoints)
     path: str = ""
     sha256: str = ""
 
@@ -50,7 +52,7 @@ class TrainedModel:
 def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabulary, word_class: dict[str, str],
                     unseeable: list[str], backbone: BackboneInfo, training: dict, analysis_fps: float,
                     evidence: EvidenceBar | None = None, scene_nouns: list[str] | None = None,
-                    verbs: VerbEvidence | None = None) -> Path:
+                    verbs: VerbEvidence | None = None, concepts: ConceptHead | None = None) -> Path:
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -65,6 +67,7 @@ def save_checkpoint(path: str | os.PathLike, model: CaptionModel, vocab: Vocabul
         "analysis_fps": float(analysis_fps),
         "evidence_bar": (evidence or EvidenceBar()).to_dict(),
         "verb_evidence": (verbs or VerbEvidence()).to_dict(),
+        "concepts": concepts.to_dict() if concepts is not None else None,
         # plain JSON types only, so weights_only loading accepts it
         "training": json.loads(json.dumps(training, default=str)),
     }
@@ -109,8 +112,9 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> TrainedModel:
     analysis_fps = float(payload.get("analysis_fps") or training.get("config", {}).get("analysis_fps") or DEFAULT_ANALYSIS_FPS)
     evidence = EvidenceBar.from_dict(payload.get("evidence_bar"))
     verbs = VerbEvidence.from_dict(payload.get("verb_evidence"))
-    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, evidence, verbs, str(path),
-                        file_sha256(path))
+    concepts = ConceptHead.from_dict(payload.get("concepts"))
+    return TrainedModel(model, vocab, grounding, payload["backbone"], training, analysis_fps, evidence, verbs, concepts,
+                        str(path), file_sha256(path))
 
 
 def check_backbone(saved: dict, actual: BackboneInfo) -> None:

@@ -11,11 +11,12 @@ import torch
 
 from .checkpoint import TrainedModel
 from .coco import COCO_CLASSES, class_word, with_article
+from .concepts import scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
 from .grounding.forecast import Arrivals
 from .grounding.verbs import verb_class
-from .grounding.words import FUNCTION_WORDS, LINKING_VERBS
+from .grounding.words import FUNCTION_WORDS, LINKING_VERBS, MASS_NOUNS
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
 from .result import Evidence, NextEvent, WordEvidence
@@ -43,6 +44,14 @@ def in_view_caption(counts: list[tuple[str, int]]) -> str:
     return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
 
 
+def scene_caption(words: list[str]) -> str:
+    """A plain sentence of the scene words the concept head supports, surest first, for a window
+    with no object to name: ["snow", "hill"] -> "snow and a hill are in view"."""
+    parts = [w if w in MASS_NOUNS or w.endswith("s") else with_article(w) for w in words]
+    plural = len(parts) > 1 or words[0].endswith("s") and words[0] not in MASS_NOUNS
+    return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
+
+
 def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
     """For each of ``classes`` (COCO ids): the most detections of it in one frame of the window."""
     counts: dict[str, int] = {}
@@ -64,7 +73,14 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
             out.append(WordEvidence(token, "object", track_ids.get(cls, []), round(confidence.get(cls, 0.0), 3),
                                     why=f"detected as {COCO_CLASSES[cls]}"))
         elif token in window.scene_words:
-            out.append(WordEvidence(token, "scene", why="the decoder's word: no detector class or scene score covers it"))
+            probability = window.scenes.probability.get(token) if window.scenes else None
+            if probability is None:
+                out.append(WordEvidence(token, "scene", why="the decoder's word: no detector class or scene score covers it"))
+            else:
+                supported = token in window.scenes.supported
+                out.append(WordEvidence(token, "scene", [], round(probability, 3), "supported" if supported else "below its bar",
+                                        "the concept head on the pixels" + ("" if supported else
+                                                                            " (a picture's named objects carry it)")))
         elif verb_class(token) is not None or (token.endswith("ing") and len(token) > 4 and token not in FUNCTION_WORDS) \
                 or (i and tokens[i - 1] in LINKING_VERBS and token.endswith("ed")):
             name = verb_class(token)
@@ -85,16 +101,26 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     """Caption of a window of analysed frames (``stream.AnalysedFrame``): (caption, confidence,
     evidence). The decoder sees only the objects that pass the evidence bar; the search may use
     only the words ``grounding.WORD_FILTERS`` allow; the caption is the best hypothesis that every
-    rule of ``grounding.sentences`` accepts, else a plain "X is in view". ``frame_size``: (width,
-    height) pixels, None for frames without a picture (whose motion cannot be checked)."""
+    rule of ``grounding.sentences`` accepts, else a plain "X is in view". When no object has enough
+    evidence, only a scene the concept head supports may be described ("a snowy mountain"), else
+    ``NOTHING_SEEN``. ``frame_size``: (width, height) pixels, None for frames without a picture
+    (whose motion cannot be checked)."""
     network = trained.network
     named = grounded_objects(trained, frames)
     times = [round(f.t_sec, 3) for f in frames]
-    if len(named) == 0:  # nothing with enough evidence: say so rather than guess from the scene alone
-        return NOTHING_SEEN, 1.0, Evidence([], [], times)
-    window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs)
+    cells = window_cells([f.cells for f in frames])
+    emb = network.cfg.embedding_dim
+    scenes = scene_evidence(trained.concepts, [f.token[:emb] for f in frames], cells, options.imgsz)
+    if len(named) == 0:  # no object with enough evidence: the scene the pixels support, else say so; never guess
+        if scenes is None or not scenes.supported:
+            return NOTHING_SEEN, 1.0, Evidence([], [], times)
+        said = sorted(scenes.supported, key=lambda w: -scenes.probability[w])[:2]
+        words = [WordEvidence(w, "scene", [], round(scenes.probability[w], 3), "supported", "the concept head on the pixels")
+                 for w in said]
+        return scene_caption(said), 1.0, Evidence([], [], times, {}, words)
+    window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs, scenes)
     states = torch.stack([f.state for f in frames])
-    inputs = segment_inputs([states], [named], [window_cells([f.cells for f in frames])], network.cfg)
+    inputs = segment_inputs([states], [named], [cells], network.cfg)
     decoder = network.decoder
     memory, mask, memory_proj = decoder.memory(inputs)
     odds = search_odds(window)

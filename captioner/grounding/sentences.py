@@ -67,13 +67,16 @@ def join_repeated_nouns(tokens: list[str], word_class: dict[str, int]) -> list[s
     return out
 
 
-class NoScenePhrasesOnVideo:
-    """Nouns no COCO class covers ("grass", "shirt") only of a still picture: in a video window
-    the phrase holding one is left out ("a person in a red shirt is standing on the beach" -> "a
-    person is standing"): they were wrong too often on video (model card)."""
+class ScenePhrasesWithEvidence:
+    """Nouns no COCO class covers ("grass", "beach") only where the concept head supports them
+    (``Window.unsupported_scene_words``): a phrase holding another is left out ("a person in a red
+    shirt is standing on the beach" -> "a person is standing on the beach" when the head supports
+    "beach" but not "shirt"); without a head, every such phrase of video (they were wrong too
+    often there, model card)."""
 
     def rewrite(self, window: Window, tokens: list[str]) -> list[str] | None:
-        return strip_scene_phrases(tokens, window.scene_words) if window.is_video else tokens
+        unsupported = window.unsupported_scene_words
+        return strip_scene_phrases(tokens, unsupported) if unsupported else tokens
 
 
 class TwoNotRepeated:
@@ -205,7 +208,7 @@ class RidesWhatItTouches:
         return rides_what_it_touches(tokens, window.word_class, window.boxes)
 
 
-SENTENCE_REWRITES: list[SentenceRewrite] = [NoScenePhrasesOnVideo(), TwoNotRepeated()]
+SENTENCE_REWRITES: list[SentenceRewrite] = [ScenePhrasesWithEvidence(), TwoNotRepeated()]
 SENTENCE_CHECKS: list[SentenceCheck] = [Complete(), NamesItsSubject(), JoinedColoursShown(), ObjectsInPlace(),
                                         RidesWhatItTouches()]
 

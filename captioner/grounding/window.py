@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..concepts import SceneEvidence
 from ..events import TimedDetections
 from ..motion import WindowMotion, measure_motion
 from ..tokens import WindowObjects
@@ -24,6 +25,8 @@ class Window:
     named:      the objects with enough evidence to be named (``EvidenceBar.passes``)
     frame_size: (width, height) pixels; None for frames without a picture (motion unknown)
     verbs:      the thresholds that turn measured motion into evidence for verbs (from the checkpoint)
+    scenes:     what the concept head says of the window's pixels; None without a head (then
+                scene words are said of photos only, as the decoder learnt them)
     """
 
     frames: Sequence[TimedDetections]
@@ -32,6 +35,7 @@ class Window:
     grounding: Grounding
     frame_size: tuple[int, int] | None = None
     verbs: VerbEvidence = field(default_factory=VerbEvidence)
+    scenes: SceneEvidence | None = None
 
     @property
     def is_video(self) -> bool:
@@ -61,6 +65,15 @@ class Window:
     @cached_property
     def scene_words(self) -> set[str]:
         return {self.vocab.itos[i] for i in self.grounding.scene_words}
+
+    @cached_property
+    def unsupported_scene_words(self) -> set[str]:
+        """Scene words that may not be said here. Of a video window: with a concept head, those it
+        does not support (a word it does not score at all included); without one, all of them. Of a
+        picture: none (the decoder learnt them from photos; the head scores them in the output)."""
+        if not self.is_video:
+            return set()
+        return set(self.scene_words) - (self.scenes.supported if self.scenes is not None else frozenset())
 
     @cached_property
     def nouns(self) -> set[str]:

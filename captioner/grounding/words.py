@@ -32,3 +32,6 @@ DRIVE_VERBS = frozenset("drive drives driving drove".split())
 # was ordinary traffic or horses running free ("two cars are racing" on a highway). Not said of
 # video windows; photos keep them (their human captions say "a dog races", and there is one frame).
 RACE_WORDS = frozenset("race races racing raced racer racers".split())
+# Scene nouns said without an article ("snow is in view", not "a snow")
+MASS_NOUNS = frozenset("""water snow grass sand mud dirt ice sky fog smoke hay gravel grassland surf foliage
+traffic""".split())

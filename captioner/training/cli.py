@@ -110,8 +110,10 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
 
 def cmd_calibrate(argv: Sequence[str]) -> int:
-    """Refit the verb evidence thresholds of an existing checkpoint (no retraining: the network,
-    vocabulary and evidence bar are kept byte for byte; only ``verb_evidence`` is replaced)."""
+    """Refit the evidence heads of an existing checkpoint: the verb evidence thresholds and the
+    scene-word concept head (no retraining: the network, vocabulary and evidence bar are kept byte
+    for byte; only ``verb_evidence`` and ``concepts`` are replaced)."""
+    import numpy as np
     import torch
 
     from ..fileio import atomic_output
@@ -122,9 +124,12 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
 
     data = shared_data_dir()
     parser = argparse.ArgumentParser(prog="captioner calibrate",
-                                     description="Refit a checkpoint's verb evidence thresholds on the hand-labelled training clips.")
+                                     description="Refit a checkpoint's verb evidence thresholds (hand-labelled training "
+                                                 "clips) and its scene-word concept head (Flickr8k train photos).")
     parser.add_argument("--videos", type=Path, default=data / "videos", help="folder of the labelled clips (default %(default)s)")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint to update in place (default %(default)s)")
+    parser.add_argument("--photos", type=Path, default=data / "images" / "flickr8k",
+                        help="captioned photos for the concept head (default %(default)s); 'none' to keep the checkpoint's")
     add_perception_args(parser)
     args = parser.parse_args(argv)
     options = caption_options(parser, args)
@@ -144,8 +149,21 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
         clip.split = labels[clip.name]["split"]
     verbs = calibrate_verbs(labelled_windows(clips, labels))
     payload["verb_evidence"] = verbs.to_dict()
+    if str(args.photos) != "none":
+        if not (args.photos / "captions.jsonl").is_file():
+            parser.error(f"--photos {args.photos}: no captions.jsonl there (use 'none' to keep the concept head)")
+        from .concepts import fit_concepts
+        from .images import load_photos
+
+        photos = load_photos(args.photos, perception, splits=("train",))
+        head = fit_concepts([p.name for p in photos], np.stack([p.frame.embedding for p in photos]),
+                            [p.frame.cells for p in photos], [p.captions for p in photos],
+                            payload["grounding"].get("scene_nouns", []), int(payload["config"]["cell_dim"]), perception.imgsz)
+        payload["concepts"] = head.to_dict() if head is not None else None
+        if head is not None:
+            print(f"concept head: {len(head.words)} scene words, {head.calibration['words_with_a_bar']} with a bar")
     with atomic_output(args.checkpoint) as tmp:
         torch.save(payload, tmp)
-    print(json.dumps(verbs.to_dict(), indent=1))
+    print(json.dumps(verbs.to_dict(), indent=1, default=float))
     print(f"updated {args.checkpoint}")
     return EXIT_OK

@@ -507,6 +507,10 @@ def format_table(report: dict) -> str:
             c = report["photos_dev"][key]["chair"]
             lines.append(f"| {label} | {c['captions']} | {c['object_mentions']} | {100 * c['CHAIR-i']:.1f}% | "
                          f"{100 * c['CHAIR-s']:.1f}% | {100 * c['object_recall']:.1f}% |")
+        with_bar = report["photos_dev"]["with_bar"]
+        if "nothing_seen" in with_bar:
+            lines += ["", f"Flickr8k dev captions \"{NOTHING_SEEN}\": {with_bar['nothing_seen']} of {with_bar['n']} "
+                          f"({100 * with_bar['nothing_seen'] / max(with_bar['n'], 1):.1f}%)."]
         people = report["photos_dev"]["with_bar"].get("person_words")
         if people:
             lines += ["", "| person words, Flickr8k dev | captions | say a gender | of those, no reference agrees | "

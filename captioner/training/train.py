@@ -37,6 +37,7 @@ from .dataset import (VALIDATION_CLIPS, ClipData, captioned_clip_stems, captione
 from .images import CaptionedPhoto, load_photos
 from .person_words import neutral_person_words
 from .pairs import synthetic_tokens
+from .concepts import fit_concepts
 from .verbs import calibrate_verbs, labelled_windows, load_verb_labels
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,12 @@ def run_training(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     prep_sec = time.perf_counter() - t0
     log.info("data ready in %.0fs: %s", prep_sec, {k: v for k, v in data.stats.items() if k != "corpus"})
     model, history = train_model(data, cfg, perception.backbone.embedding_dim)
+    emb = perception.backbone.embedding_dim
+    concepts = fit_concepts([p.name for p in data.photos], np.stack([p.token[:emb] for p in data.photos]),
+                            [p.cells for p in data.photos], [p.captions for p in data.photos], data.scene_nouns,
+                            model.cfg.cell_dim, perception.imgsz, cfg.seed) if data.photos else None
     training = {"config": asdict(cfg), "data": data.stats, "prepare_seconds": round(prep_sec, 1),
                 "torch": str(torch.__version__), **history,
                 "perception": perception.settings(), "video_dir": str(video_dir)}
     return save_checkpoint(out_path, model, data.vocab, data.word_class, data.unseeable, perception.backbone, training,
-                           cfg.analysis_fps, data.evidence, data.scene_nouns, data.verbs)
+                           cfg.analysis_fps, data.evidence, data.scene_nouns, data.verbs, concepts)

@@ -1,0 +1,83 @@
+"""Scene words with evidence: a multi-label concept head on the one YOLO pass.
+
+Nouns no COCO class covers ("grass", "snow", "beach", "street", "stage") were learnt by the
+decoder from photos, but nothing measured them: in video they were cut from every caption. The
+concept head is a linear probe on what every analysed frame already carries (the pooled P3-P5
+embedding and the mean of the P5 grid cells) with one logistic output per scene noun, fitted on
+Flickr8k train photos (a noun is a photo's concept when at least two of its five captions say
+it) and calibrated per noun like the COCO evidence bar: a noun passes when its probability reaches
+its threshold, the one with the best F0.5 on held-out training photos among those right at least
+``MIN_PRECISION`` of the time.
+``training/concepts.py`` fits it; it is stored in the checkpoint under ``concepts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+MIN_PRECISION = 0.5  # a scene word is said when it was right at least this often at its threshold
+
+
+@dataclass
+class ConceptHead:
+    """words: the scene nouns it scores; weight (K, D), bias (K,) of the logistic outputs over
+    [embedding (E,); mean grid cell (C,)]; threshold (K,): the calibrated bar per word (inf:
+    never reached the precision); imgsz: the YOLO input size of the features it was fitted and
+    calibrated on (the pooled features shift with it: at 320 a blank grey frame scored "grass",
+    so other sizes get no scene words); calibration: how it was fitted, and how well."""
+
+    words: list[str]
+    weight: np.ndarray
+    bias: np.ndarray
+    threshold: np.ndarray
+    imgsz: int
+    calibration: dict = field(default_factory=dict)
+
+    def probabilities(self, embeddings: np.ndarray, cells: np.ndarray | None) -> np.ndarray:
+        """(K,) for one window: the mean embedding (F, E) or (E,) of its frames and their mean grid cells (G, C)."""
+        emb = np.asarray(embeddings, np.float32)
+        emb = emb.mean(axis=0) if emb.ndim == 2 else emb
+        cell = np.zeros(self.weight.shape[1] - len(emb), np.float32) if cells is None else np.asarray(cells, np.float32).mean(axis=0)
+        x = np.concatenate([emb, cell])
+        return 1.0 / (1.0 + np.exp(-(self.weight @ x + self.bias)))
+
+    def supported(self, probabilities: np.ndarray) -> dict[str, float]:
+        """Scene word -> probability, for the words that pass their bar."""
+        return {w: float(p) for w, p, t in zip(self.words, probabilities, self.threshold) if p >= t}
+
+    def to_dict(self) -> dict:
+        # tensors and plain types only: checkpoints load with weights_only
+        return {"words": list(self.words), "weight": torch.from_numpy(self.weight.astype(np.float32)),
+                "bias": torch.from_numpy(self.bias.astype(np.float32)),
+                "threshold": torch.from_numpy(self.threshold.astype(np.float32)), "imgsz": int(self.imgsz),
+                "calibration": dict(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ConceptHead | None":
+        if not data:
+            return None
+        return cls(list(data["words"]), np.asarray(data["weight"], np.float32), np.asarray(data["bias"], np.float32),
+                   np.asarray(data["threshold"], np.float32), int(data["imgsz"]), dict(data.get("calibration") or {}))
+
+
+@dataclass(frozen=True)
+class SceneEvidence:
+    """What the concept head says of one window: every scored word's probability, and which pass."""
+
+    probability: dict[str, float]
+    supported: frozenset[str]
+
+
+def scene_evidence(head: ConceptHead | None, embeddings: Sequence[np.ndarray], cells: np.ndarray | None,
+                   imgsz: int | None = None) -> SceneEvidence | None:
+    """The concept head on a window's frames (their embeddings, their mean grid cells); None
+    without a head (older checkpoints), without frames, or for features of another ``imgsz``
+    than the head was calibrated on."""
+    if head is None or not len(embeddings) or (imgsz is not None and imgsz != head.imgsz):
+        return None
+    probs = head.probabilities(np.stack(embeddings), cells)
+    return SceneEvidence({w: float(p) for w, p in zip(head.words, probs)}, frozenset(head.supported(probs)))

@@ -1,0 +1,97 @@
+"""Scene words with evidence: the concept head (``concepts``), its fit (``training.concepts``) and
+where it lets a scene word be said (``grounding``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from captioner.concepts import ConceptHead, SceneEvidence, scene_evidence
+from captioner.training.concepts import MIN_PHOTOS, concept_targets, fit_concepts
+
+E, C = 6, 4  # embedding and cell sizes of the toy features
+
+
+def toy_photos(n: int = 400, seed: int = 0):
+    """Photos whose embedding's first value says "snow" and whose cells' first channel says
+    "beach"; "shirt" is said at random (nothing in the pixels shows it)."""
+    rng = np.random.default_rng(seed)
+    names, embeddings, cells, captions = [], [], [], []
+    for i in range(n):
+        snow, beach = rng.random() < 0.3, rng.random() < 0.3
+        emb = rng.normal(size=E).astype(np.float32)
+        emb[0] += 3.0 if snow else -3.0
+        grid = rng.normal(size=(9, C)).astype(np.float32)
+        grid[:, 0] += 3.0 if beach else -3.0
+        words = (["snow"] if snow else []) + (["beach"] if beach else []) + (["shirt"] if rng.random() < 0.3 else [])
+        names.append(f"{i}.jpg")
+        embeddings.append(emb)
+        cells.append(grid)
+        captions.append([["a", "dog", "on", "the", *words]] * 2 + [["a", "dog"]] * 3)
+    return names, np.stack(embeddings), cells, captions
+
+
+def test_targets_need_two_captions():
+    captions = [[["a", "snowy", "snow"], ["snow", "here"], ["a", "dog"]], [["snow"], ["a", "dog"], ["dog"]]]
+    assert concept_targets(captions, ["snow", "dog"]).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_the_head_learns_what_the_pixels_show_and_bars_what_they_do_not():
+    names, embeddings, cells, captions = toy_photos()
+    head = fit_concepts(names, embeddings, cells, captions, ["snow", "beach", "shirt", "piano"], C, imgsz=640)
+    assert head.words == ["snow", "beach", "shirt"]  # "piano": fewer than MIN_PHOTOS photos
+    assert MIN_PHOTOS > 0 and head.calibration["photos_calibrate"] > 0
+    bars = dict(zip(head.words, head.threshold))
+    assert np.isfinite(bars["snow"]) and np.isfinite(bars["beach"])
+    per_word = head.calibration["per_word"]
+    assert per_word["snow"]["held_out_precision"] >= 0.9 and per_word["beach"]["held_out_recall"] >= 0.8
+    assert not np.isfinite(bars["shirt"]) or per_word["shirt"]["held_out_precision"] >= 0.5
+    snowy = embeddings[0].copy()
+    snowy[0] = 4.0
+    said = scene_evidence(head, [snowy], -np.ones((9, C), np.float32) * 3)
+    assert "snow" in said.supported and "beach" not in said.supported and "shirt" not in said.supported
+    assert said.probability["snow"] > said.probability["beach"]
+    assert scene_evidence(None, [snowy], None) is None
+    assert scene_evidence(head, [snowy], None, imgsz=320) is None  # calibrated at 640 only
+
+
+def test_the_head_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    head = ConceptHead(["snow"], np.ones((1, E + C), np.float32), np.zeros(1, np.float32),
+                       np.array([np.inf], np.float32), 640, {"words": 1})
+    path = tmp_path / "c.pt"
+    torch.save({"concepts": head.to_dict()}, path)
+    again = ConceptHead.from_dict(torch.load(path, weights_only=True)["concepts"])
+    assert again.words == ["snow"] and np.array_equal(again.weight, head.weight) and np.isinf(again.threshold[0])
+    assert ConceptHead.from_dict(None) is None
+    assert again.supported(np.array([0.99])) == {}  # an infinite bar is never passed
+
+
+def test_scene_words_need_support_on_video_and_on_pictures_without_objects(model):
+    """The grounding rules with a concept head: a video window may keep "on the beach" only when
+    the head supports "beach"; without a head every scene phrase of video is cut (as before)."""
+    from captioner.grounding import Window, true_sentence
+    from captioner.tokens import WindowObjects
+    from frames import frame
+
+    trained = model.trained
+    vocab = trained.vocab
+    assert "beach" in vocab.stoi and "shirt" in vocab.stoi
+    frames = [frame(i, ((100, 50, 200, 300), "person", 1)) for i in range(4)]
+    person = WindowObjects(np.array([0]), np.ones((1, 6), np.float32), np.zeros((1, trained.network.cfg.embedding_dim), np.float32))
+    beach = SceneEvidence({"beach": 0.9, "shirt": 0.1}, frozenset({"beach"}))
+    sentence = "a person in a red shirt is walking on the beach".split()
+
+    def said(frames_, named, scenes):
+        return true_sentence(Window(frames_, named, vocab, trained.grounding, (640, 360), scenes=scenes), list(sentence))
+
+    assert said(frames, person, beach) == "a person is walking on the beach".split()
+    assert said(frames, person, None) == "a person is walking".split()
+    assert said(frames[:1], person, beach) == sentence  # a picture with a named person: the decoder's words
+
+
+def test_with_no_object_to_name_the_supported_scene_is_said():
+    from captioner.windows import scene_caption
+
+    assert scene_caption(["snow", "hill"]) == "snow and a hill are in view"
+    assert scene_caption(["beach"]) == "a beach is in view" and scene_caption(["water"]) == "water is in view"
+    assert scene_caption(["mountains"]) == "mountains are in view"
