@@ -32,7 +32,7 @@ from .video import DEFAULT_ANALYSIS_FPS, FrameSampler, ReadAhead, SampledFrame, 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CAPTIONER_CACHE"
-CACHE_FORMAT = 3  # 2: per-box appearance, spatial cells, one class per track; 3: box colours
+CACHE_FORMAT = 4  # 2: per-box appearance, spatial cells, one class per track; 3: box colours; 4: 6x6 cells
 
 
 @dataclass

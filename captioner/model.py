@@ -8,7 +8,7 @@ Shapes (B batch, T frames, F token dim, H hidden, K object slots, L caption leng
     DecoderWithAttention(memory, words (B, L)) -> hidden (B, L, H) -> adaptive softmax -> word log-probabilities
 
 An object slot is a class seen in the segment: its class embedding, its evidence statistics and
-what its boxes look like (RoI appearance). Grid cells are the last neck map pooled to 3 x 3,
+what its boxes look like (RoI appearance). Grid cells are the last neck map pooled to 6 x 6 (3 x 3 in older checkpoints),
 averaged over the segment: where things are, and what the scene is (grass, snow, a street).
 
 In the manner of sgrvinod's image-captioning tutorial: soft (Bahdanau) attention over the
@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .coco import NUM_CLASSES
+from .errors import ModelError
 from .tokens import SLOT_FEATURES, TokenLayout, WindowObjects
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class ModelConfig:
     horizon_sec: float = 3.0
     max_caption_len: int = 20
     cell_dim: int = 256  # channels of the last neck map (P5 of YOLO11n)
-    cell_count: int = 9  # perception.CELL_GRID ** 2
+    cell_count: int = 36  # perception.CELL_GRID ** 2 (9 in checkpoints trained on a 3x3 grid)
     use_cells: bool = True  # attend over grid cells (an ablation switch)
     use_appearance: bool = True  # give object slots their RoI appearance (an ablation switch)
 
@@ -195,6 +197,19 @@ class SegmentInputs:
     cell_mask: torch.Tensor
 
 
+def fit_grid(cells: np.ndarray, count: int) -> np.ndarray:
+    """Grid cells (G*G, C) as a model with ``count`` cells reads them: a finer grid averaged in
+    blocks (6x6 -> 3x3 for a checkpoint trained on 3x3 cells); else they must match."""
+    have, want = int(round(len(cells) ** 0.5)), int(round(count ** 0.5))
+    if len(cells) == count:
+        return cells
+    if have * have != len(cells) or want * want != count or have % want:
+        raise ModelError(f"grid cells: got {len(cells)}, this caption model reads {count}; use the weights shipped "
+                         f"with this version of captioner or retrain with `captioner train`")
+    k = have // want
+    return np.ascontiguousarray(cells.reshape(want, k, want, k, -1).mean(axis=(1, 3)).reshape(count, -1))
+
+
 def segment_inputs(states: list[torch.Tensor], objects: list[WindowObjects], cells: list,
                    cfg: ModelConfig) -> SegmentInputs:
     """Pad B segments: states[b] (T_b, H), objects[b], cells[b] (G, Cc) numpy or None."""
@@ -214,7 +229,7 @@ def segment_inputs(states: list[torch.Tensor], objects: list[WindowObjects], cel
         out.slot_appearance[i, :n] = torch.from_numpy(o.appearance)
         out.slot_mask[i, :n] = True
         if c is not None and cfg.use_cells:
-            out.cells[i], out.cell_mask[i] = torch.from_numpy(c), True
+            out.cells[i], out.cell_mask[i] = torch.from_numpy(fit_grid(c, cfg.cell_count)), True
     if not cfg.use_appearance:
         out.slot_appearance.zero_()
         out.slot_feats[..., -1] = 0.0  # "has appearance"

@@ -19,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .boxes import box_overlaps
 from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES
 from .events import MIN_TRACK_FRAMES, TimedDetections, _check_size, _collect_tracks, _steady
 
@@ -42,8 +41,8 @@ class TrackMotion:
     scale_rate:    |d log(box area)/dt| per second: coming toward or going away
     posture_change: max - min of log(box height / width) over the track: sits down, stands up, bends
     limb_motion:   median |d log height| + |d log width| per second: arms and legs moving in place
-    partners:      track ids of other classes whose boxes hold this one's (``ON_SHARE``) in at
-                   least half of the frames both are seen in: a rider and a bicycle, a person and a cart
+    partners:      for a person or animal, track ids of things one rides (``RIDDEN_IDS``) whose boxes
+                   hold this one's (``ON_SHARE``) in at least half of the frames both are seen in
     """
 
     track_id: int
@@ -91,22 +90,23 @@ def _log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(a, 1.0) / np.maximum(b, 1.0))
 
 
-def _partners(track, others: list) -> tuple[int, ...]:
-    """Track ids whose boxes hold ``track``'s in at least half of the frames both are seen in."""
+def _partners(track, ridden: list) -> tuple[int, ...]:
+    """Ids of the ``ridden`` tracks whose boxes hold ``track``'s in at least half of the frames
+    both are seen in (only people and animals ride; most windows have nothing to ride: no cost)."""
+    if track.class_id not in ANIMATE_IDS:
+        return ()
     found = []
-    for other in others:
-        if other.track_id == track.track_id or other.class_id == track.class_id:
+    for other in ridden:
+        if other.class_id == track.class_id:
             continue
         shared = np.intersect1d(track.pos, other.pos)
         if len(shared) < MIN_TRACK_FRAMES:
             continue
         mine = track.box_xyxy[np.searchsorted(track.pos, shared)]
         theirs = other.box_xyxy[np.searchsorted(other.pos, shared)]
-        held = 0
-        for a, b in zip(mine, theirs):
-            inter, area_a, area_b = box_overlaps(a[None], b[None])
-            held += inter[0, 0] / max(min(area_a[0], area_b[0]), 1e-6) >= ON_SHARE
-        if 2 * held >= len(shared):
+        inter = np.prod(np.clip(np.minimum(mine[:, 2:], theirs[:, 2:]) - np.maximum(mine[:, :2], theirs[:, :2]), 0, None), axis=1)
+        smaller = np.minimum(np.prod(mine[:, 2:] - mine[:, :2], axis=1), np.prod(theirs[:, 2:] - theirs[:, :2], axis=1))
+        if 2 * np.count_nonzero(inter / np.maximum(smaller, 1e-6) >= ON_SHARE) >= len(shared):
             found.append(other.track_id)
     return tuple(found)
 
@@ -126,6 +126,7 @@ def measure_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int
     ``frames`` with ``cells`` (a stream's analysed frames) also give the background change."""
     width, _ = _check_size(frame_size)
     tracks = [t for t in _collect_tracks(frames).values() if len(t.t_sec) >= MIN_TRACK_FRAMES]
+    ridden = [t for t in tracks if t.class_id in RIDDEN_IDS]
     out = []
     for track in tracks:
         boxes, dt = track.box_xyxy, np.maximum(np.diff(track.t_sec), 1e-6)
@@ -142,6 +143,6 @@ def measure_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int
             path=float(np.hypot(cx[-1] - cx[0], cy[-1] - cy[0]) / body),
             scale_rate=abs(_steady(np.diff(log_area) / dt)),
             posture_change=float(aspect.max() - aspect.min()), limb_motion=float(np.median(limbs)),
-            partners=_partners(track, tracks)))
+            partners=_partners(track, ridden)))
     cells = [getattr(f, "cells", None) for f in frames]
     return WindowMotion(tuple(out), background_change(cells))

@@ -7,7 +7,7 @@ their feature maps (an export backend's graph returns them as outputs, see ``exp
 those same maps, with no second pass:
 
 - ``embedding``: each map average-pooled, concatenated (the frame's appearance);
-- ``cells``: the P5 map average-pooled to a 3 x 3 grid (where things are in the scene);
+- ``cells``: the P5 map average-pooled to a 6 x 6 grid (where things are in the scene);
 - ``Detections.appearance``: each box RoI-aligned on every map and averaged (what each object
   looks like: "a black dog", "a person in a red shirt").
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # YOLO11n / YOLOv8n neck outputs at strides 8, 16, 32 (the inputs of the Detect head).
 DEFAULT_FEATURE_LAYERS: tuple[int, ...] = (16, 19, 22)
-CELL_GRID = 3  # the last (P5) map pooled to CELL_GRID x CELL_GRID cells
+CELL_GRID = 6  # the last (P5) map pooled to CELL_GRID x CELL_GRID cells (a 3x3 model gets them averaged 2x2)
 ROI_SIZE = 2  # RoIAlign output per box and map, then averaged
 
 

@@ -393,3 +393,21 @@ def test_riding_or_driving_needs_the_rider_on_or_in_the_thing():
     assert rides_what_it_touches(drives, word_class, driver)
     assert rides_what_it_touches("a car is driving".split(), word_class, walking_past)  # no rider named
     assert rides_what_it_touches("a person is walking".split(), word_class, walking_past)
+
+
+def test_a_finer_grid_is_averaged_in_blocks_for_a_coarser_model():
+    """Perception pools the last neck map to 6x6; a checkpoint trained on 3x3 reads 2x2 block means."""
+    import numpy as np
+    import pytest
+
+    from captioner.errors import ModelError
+    from captioner.model import fit_grid
+
+    fine = np.arange(36 * 2, dtype=np.float32).reshape(36, 2)
+    coarse = fit_grid(fine, 9)
+    grid = fine.reshape(6, 6, 2)
+    assert coarse.shape == (9, 2) and np.allclose(coarse[0], grid[:2, :2].mean(axis=(0, 1)))
+    assert np.allclose(coarse[8], grid[4:, 4:].mean(axis=(0, 1)))
+    assert fit_grid(fine, 36) is fine
+    with pytest.raises(ModelError, match="grid cells: got 9, this caption model reads 36"):
+        fit_grid(coarse, 36)

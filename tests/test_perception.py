@@ -173,7 +173,9 @@ def test_cells_and_box_appearance_come_from_the_same_pass(perception):
     image = render_frame(default_sprites(), 1.0, 640, 360)
     seen = perception.detect([image])[0]
     dims = perception.backbone.feature_dims
-    assert seen.cells.shape == (9, dims[-1]) and seen.detections.appearance.shape == (len(seen.detections), sum(dims))
+    from captioner.perception import CELL_GRID
+
+    assert seen.cells.shape == (CELL_GRID ** 2, dims[-1]) and seen.detections.appearance.shape == (len(seen.detections), sum(dims))
     predictor = perception.yolo.predictor
     batch = predictor.preprocess([image])
     maps = {}
@@ -186,7 +188,7 @@ def test_cells_and_box_appearance_come_from_the_same_pass(perception):
         for h in hooks:
             h.remove()
     p5 = maps[perception.feature_layers[-1]]
-    np.testing.assert_allclose(seen.cells, torch.nn.functional.adaptive_avg_pool2d(p5, 3)[0].flatten(1).T.numpy(),
+    np.testing.assert_allclose(seen.cells, torch.nn.functional.adaptive_avg_pool2d(p5, CELL_GRID)[0].flatten(1).T.numpy(),
                                rtol=1e-4, atol=1e-4)
     # the first box, mapped into the letterboxed input the maps were computed on
     h, w = batch.shape[2:]
