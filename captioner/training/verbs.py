@@ -176,7 +176,7 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     report["camera"] = {"moving_windows": len(camera_values["moving"]), "static_windows": len(camera_values["static"]),
                         "balanced_accuracy": camera_score}
     if not camera_score >= MIN_USEFUL:
-        report["camera"]["note"] = "not separable from the 3x3 grid of the last neck map: switched off"
+        report["camera"]["note"] = "not separable from the grid cells of the last neck map: switched off"
         camera = math.inf
     fitted = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, drive_lateral_speed=lateral,
                           drive_scale_rate=scale, camera_change=camera, active_limb_motion=active)
