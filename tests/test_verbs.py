@@ -62,6 +62,15 @@ def test_limbs_moving_while_getting_somewhere_is_walking_even_when_slow():
     assert supports(slow)["gait"] == "supported"
 
 
+def test_coming_toward_the_camera_is_moving_when_the_growth_bar_is_set():
+    # a rider heading at the camera: the box stays in the middle and grows 30 % per second
+    approaching = [frame(i, (box(320, 200, 40 * 1.07 ** i, 80 * 1.07 ** i), "person", 1)) for i in range(16)]
+    m = measure_motion(approaching, SIZE).tracks[0]
+    assert m.lateral_speed < 0.01 and m.scale_rate > 0.5
+    assert supports(approaching)["gait"] != "supported"  # the default: growth not used
+    assert supports(approaching, thresholds=VerbEvidence(walk_scale_rate=0.15))["gait"] == "supported"
+
+
 def test_half_the_tracks_must_walk():
     def window(still: int) -> list:
         return [frame(i, (box(100 + 30 * i, 200, 80, 160), "person", 1),

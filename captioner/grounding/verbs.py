@@ -51,7 +51,8 @@ class VerbEvidence:
     """Thresholds that turn measured motion into support for a verb class.
 
     A tracked person or animal walks when its speed is at least ``walk_body_speed`` body heights/s,
-    or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
+    or it comes toward or goes away from the camera (its box grows or shrinks ``walk_scale_rate``
+    per s: a rider heading at the camera barely moves across the image), or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
     heights); it stays put when neither. A vehicle drives when it crosses ``drive_lateral_speed``
     frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the least
     changed grid cell still changes ``camera_change`` (1 - cosine) per analysed frame: then image
@@ -62,6 +63,7 @@ class VerbEvidence:
     walk_body_speed: float = 0.2
     walk_limb_motion: float = 0.3
     walk_path: float = 0.25
+    walk_scale_rate: float = float("inf")  # |d log box area|/s: coming toward or going away (inf: not used)
     drive_lateral_speed: float = 0.05
     drive_scale_rate: float = 0.15
     camera_change: float = 0.02
@@ -73,7 +75,7 @@ class VerbEvidence:
     calibration: dict = field(default_factory=dict)  # what the thresholds were fitted on, and how well
 
     def walks(self, track: TrackMotion) -> bool:
-        return track.body_speed >= self.walk_body_speed or (
+        return track.body_speed >= self.walk_body_speed or track.scale_rate >= self.walk_scale_rate or (
             track.limb_motion >= self.walk_limb_motion and track.path >= self.walk_path)
 
     def drives(self, track: TrackMotion) -> bool:

@@ -127,17 +127,18 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     # walking: three thresholds searched together on whether most track-frames walk. Saying
     # someone walks bans every posture word, so a still window must rarely pass (at most
     # ``MAX_STILL_CALLED_WALKING``); among those settings, the one that finds the most walkers.
-    best = (-1.0, 1.0, defaults.walk_body_speed, defaults.walk_limb_motion, defaults.walk_path)
+    best = (-1.0, 1.0, defaults.walk_body_speed, defaults.walk_limb_motion, defaults.walk_path, defaults.walk_scale_rate)
     for body in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7):
         for limb in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.7, math.inf):
             for path in (0.1, 0.2, 0.3, 0.5, 0.75, 1.0):
-                trial = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path)
-                hit, false = ([(s := _share_walking(w.motion, trial.walks)) is not None and s >= 0.5 for w in group]
-                              for group in (moves, still))
-                hit_rate, false_rate = float(np.mean(hit)) if hit else 0.0, float(np.mean(false)) if false else 0.0
-                if false_rate <= MAX_STILL_CALLED_WALKING and hit_rate > best[0]:
-                    best = (hit_rate, false_rate, body, limb, path)
-    hit_rate, false_rate, body, limb, path = best
+                for growth in (0.1, 0.15, 0.2, 0.3, 0.5, math.inf):
+                    trial = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, walk_scale_rate=growth)
+                    hit, false = ([(s := _share_walking(w.motion, trial.walks)) is not None and s >= 0.5 for w in group]
+                                  for group in (moves, still))
+                    hit_rate, false_rate = float(np.mean(hit)) if hit else 0.0, float(np.mean(false)) if false else 0.0
+                    if false_rate <= MAX_STILL_CALLED_WALKING and hit_rate > best[0]:
+                        best = (hit_rate, false_rate, body, limb, path, growth)
+    hit_rate, false_rate, body, limb, path, growth = best
     report["walk"] = {"moves_windows": len(moves), "still_windows": len(still), "moves_found": round(hit_rate, 3),
                       "still_called_walking": round(false_rate, 3)}
 
@@ -178,7 +179,8 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     if not camera_score >= MIN_USEFUL:
         report["camera"]["note"] = "not separable from the grid cells of the last neck map: switched off"
         camera = math.inf
-    fitted = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, drive_lateral_speed=lateral,
+    fitted = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, walk_scale_rate=growth,
+                          drive_lateral_speed=lateral,
                           drive_scale_rate=scale, camera_change=camera, active_limb_motion=active)
 
     # which classes' support to trust: how often "supported" was true of the clip, per class
