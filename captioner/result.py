@@ -37,7 +37,8 @@ class WordEvidence:
     kind: "object" (a detected class: its tracks and best confidence), "verb" (motion evidence:
     ``verdict`` "supported" / "unknown" / "unmeasured" - a verb no motion measure covers, such as
     "talking" - with the tracks that show it and the share of tracks that do as ``score``), or
-    "scene" (a noun no detector class covers: the decoder's word, no evidence score yet).
+    "scene" (a noun no detector class covers: the concept head's probability as ``score``, verdict
+    "supported" / "below its bar", where the head scores it; else the decoder's word alone).
     """
 
     word: str

@@ -15,8 +15,8 @@ from .concepts import scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
 from .grounding.forecast import Arrivals
-from .grounding.verbs import verb_class
-from .grounding.words import FUNCTION_WORDS, LINKING_VERBS, MASS_NOUNS
+from .grounding.verbs import is_verb_form, verb_class
+from .grounding.words import MASS_NOUNS
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
 from .result import Evidence, NextEvent, WordEvidence
@@ -40,7 +40,10 @@ def in_view_caption(counts: list[tuple[str, int]]) -> str:
     -> "two people and a dog are in view"."""
     parts = [(with_article(class_word(name)) if n <= 1 else f"{_NUMBER_WORDS.get(n, 'several')} {class_word(name, n)}")
              for name, n in counts[:2]]
-    plural = len(parts) > 1 or (counts and counts[0][1] > 1)
+    return _in_view(parts, len(parts) > 1 or bool(counts and counts[0][1] > 1))
+
+
+def _in_view(parts: list[str], plural: bool) -> str:
     return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
 
 
@@ -48,8 +51,7 @@ def scene_caption(words: list[str]) -> str:
     """A plain sentence of the scene words the concept head supports, surest first, for a window
     with no object to name: ["snow", "hill"] -> "snow and a hill are in view"."""
     parts = [w if w in MASS_NOUNS or w.endswith("s") else with_article(w) for w in words]
-    plural = len(parts) > 1 or words[0].endswith("s") and words[0] not in MASS_NOUNS
-    return f"{' and '.join(parts)} {'are' if plural else 'is'} in view"
+    return _in_view(parts, len(parts) > 1 or (words[0].endswith("s") and words[0] not in MASS_NOUNS))
 
 
 def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
@@ -64,7 +66,7 @@ def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
 def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[int]]) -> list[WordEvidence]:
     """For each content word of a caption: what licensed it. Objects: their class's tracks and best
     confidence; verbs: the motion evidence of their class (``grounding.verbs``), or "unmeasured";
-    scene nouns: the decoder alone. ``track_ids``: COCO class -> the window's track ids of it."""
+    scene nouns: the concept head's probability where it scores them, else the decoder alone. ``track_ids``: COCO class -> the window's track ids of it."""
     confidence = {int(c): float(f[SLOT_CONF]) for c, f in zip(window.named.class_ids, window.named.features)}
     out = []
     for i, token in enumerate(tokens):
@@ -81,8 +83,7 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
                 out.append(WordEvidence(token, "scene", [], round(probability, 3), "supported" if supported else "below its bar",
                                         "the concept head on the pixels" + ("" if supported else
                                                                             " (a picture's named objects carry it)")))
-        elif verb_class(token) is not None or (token.endswith("ing") and len(token) > 4 and token not in FUNCTION_WORDS) \
-                or (i and tokens[i - 1] in LINKING_VERBS and token.endswith("ed")):
+        elif is_verb_form(tokens, i):
             name = verb_class(token)
             support = window.verb_support.get(name) if name else None
             if support is None:

@@ -169,3 +169,17 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
 def verb_class(word: str) -> str | None:
     return VERB_CLASS_OF.get(word)
 
+
+
+# -ing words that are nouns in captions ("a building", "a painting")
+ING_NOUNS = frozenset("building clothing ceiling something anything nothing evening morning wedding ring string king "
+                      "swing thing spring painting railing sibling awning".split())
+
+
+def is_verb_form(tokens: list[str], i: int) -> bool:
+    """Whether ``tokens[i]`` is a verb of the caption: a form ``VERB_CLASSES`` knows, another "-ing"
+    word that is not a noun, or "...ed" after "is"/"are" ("is parked"). The output's word evidence
+    and the eval's verb table use this one rule."""
+    token = tokens[i]
+    return (token in VERB_CLASS_OF or (token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS)
+            or (i > 0 and tokens[i - 1] in ("is", "are") and token.endswith("ed")))

@@ -33,7 +33,7 @@ import torch
 from ..coco import CLASS_INDEX
 from ..grounding.evidence import EvidenceBar
 from ..grounding.forecast import Arrivals, leave_with_exits
-from ..grounding.verbs import VERB_CLASS_OF
+from ..grounding.verbs import is_verb_form
 from ..grounding.words import GAIT_VERBS, STILL_VERBS
 from ..events import DIRECTIONS, heading_out
 from ..model import HISTORY_FRAMES
@@ -266,14 +266,10 @@ def posture_scores(windows: Sequence[WindowCaption], motion: dict[str, dict[str,
 
 # verbs a caption uses that say no action: being, wearing, having
 NOT_ACTIONS = frozenset({"be", "wear", "have"})
-# -ing words that are nouns in captions ("a building", "a painting")
-ING_NOUNS = frozenset("building clothing ceiling something anything nothing evening morning wedding ring string king "
-                      "swing thing spring painting railing sibling ceiling awning".split())
 
 
 def caption_verbs(caption: str) -> list[str]:
-    """The base forms of the action verbs of a caption: the verb forms ``grounding.verbs`` knows,
-    any other "-ing" word, and the word after "is"/"are" ("is parked"); lemmatised with WordNet
+    """The base forms of the action verbs of a caption (``grounding.verbs.is_verb_form``), lemmatised with WordNet
     ("walking" -> "walk"). Needs NLTK's WordNet data (NLTK_DATA)."""
     from nltk.stem import WordNetLemmatizer
 
@@ -281,8 +277,7 @@ def caption_verbs(caption: str) -> list[str]:
     tokens = tokenize(caption)
     found = []
     for i, token in enumerate(tokens):
-        after_link = i > 0 and tokens[i - 1] in ("is", "are") and token.endswith("ed")
-        if token in VERB_CLASS_OF or after_link or (token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS):
+        if is_verb_form(tokens, i):
             base = lemmatizer.lemmatize(token, "v")
             if base not in NOT_ACTIONS:
                 found.append(base)
