@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,10 @@ import threading
 import time
 from pathlib import Path
 
+# the environment a user's shell gives each child, taken before anything imports Ultralytics, whose
+# import sets OMP_NUM_THREADS=1 (cpu_count - 1 on 2 cores) in os.environ: inherited, it ran every child's
+# torch, and our export runtime's threads, on one core (the anchor's OpenVINO took both)
+USER_ENV = dict(os.environ)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -106,6 +109,7 @@ def child_ours(spec: dict) -> dict:
 
     # decoding inline (read_ahead=0) needs reads without a time bound: a bound needs the reader thread
     model = captioner.load_model(imgsz=spec["imgsz"], backend=spec["backend"], read_ahead=spec["read_ahead"],
+                                 frame_batch=spec.get("frame_batch", 0),
                                  **({"read_timeout_sec": None} if spec["read_ahead"] == 0 else {}))
     model.caption(spec["clips"][0])  # warm-up: set-up, first-call costs, the export backend's compile
     video.VideoSource.frames = timed_generator("decode (reader thread)", video.VideoSource.frames)
@@ -260,7 +264,7 @@ CHILDREN = {"ours": child_ours, "anchor": child_anchor, "floor": child_floor, "l
 
 def run_child(kind: str, spec: dict, timeout: float = 3600) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(spec)], capture_output=True, text=True,
-                          cwd=REPO, timeout=timeout, env={**os.environ, "YOLO_OFFLINE": "1"})
+                          cwd=REPO, timeout=timeout, env={**USER_ENV, "YOLO_OFFLINE": "1"})
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {kind} {spec.get('backend', '')} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -310,7 +314,11 @@ def anchor_models(backend: str, weights: str, sha256: str, names: dict, imgsz: i
     import openvino as ov
     import yaml
 
-    target = folder / "anchor_openvino_model"
+    if backend == "openvino-int8":  # the very int8 IR captioner runs (built on first use, cached)
+        from captioner.export import export_int8
+
+        path = export_int8(path)
+    target = folder / f"anchor_{backend.replace('-', '_')}_openvino_model"
     target.mkdir(exist_ok=True)
     ov.save_model(ov.Core().read_model(str(path)), str(target / "anchor.xml"), compress_to_fp16=False)
     (target / "metadata.yaml").write_text(yaml.safe_dump(metadata))
@@ -347,7 +355,13 @@ def main() -> None:
     parser.add_argument("--live-imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--live-fps", type=float, nargs="+", default=[15.0, 30.0])
     parser.add_argument("--live-sec", type=float, default=20.0, help="seconds of frames pushed per live measurement")
-    parser.add_argument("--backends", nargs="+", default=None, help="default: torch, and openvino where installed")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="default: torch, and openvino and openvino-int8 where installed")
+    parser.add_argument("--browser-imgsz", type=int, nargs="*", default=[320, 640],
+                        help="browser live rows (Chromium, the web page's Live tab) at these sizes; none: skip")
+    parser.add_argument("--browser-every", type=float, nargs="+", default=[0.08],
+                        help="seconds between frames the page sends, one browser row each (default the app's)")
+    parser.add_argument("--browser-sec", type=float, default=20.0)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(CHILDREN[args.child[0]](json.loads(args.child[1]))))
@@ -360,9 +374,12 @@ def main() -> None:
     from captioner.model_files import resolve_yolo_weights as resolve_weights
 
     machine = machine_line()  # before Ultralytics' CPU set-up changes torch's thread count in this process
-    backends = args.backends or ["torch"] + [b for b, m in (("openvino", "openvino"),) if importlib.util.find_spec(m)]
+    backends = args.backends or ["torch"] + [b for b, m in (("openvino", "openvino"), ("openvino-int8", "nncf"))
+                                             if importlib.util.find_spec(m)]
     if args.quick:
         args.live_sec, args.live_imgsz, args.live_fps, args.imgsz = 3.0, [320], [15.0], 320
+        args.browser_imgsz, args.browser_every, args.browser_sec = [320][:len(args.browser_imgsz)], [0.08], 3.0
+    browser_ok = Path("/usr/bin/chromium").exists() and importlib.util.find_spec("playwright") is not None
     clips, clips_line = pick_clips(args)
     video_sec = sum(_video_sec(c) for c in clips)
     weights = resolve_weights(None)
@@ -386,6 +403,16 @@ def main() -> None:
                 live[(backend, imgsz, fps)] = run_child("live", {
                     "clip": str(SHARED_VIDEOS / LIVE_CLIP) if (SHARED_VIDEOS / LIVE_CLIP).is_file() else clips[0],
                     "imgsz": imgsz, "backend": backend, "push_fps": fps, "seconds": args.live_sec, "max_frames": 150})
+    browser_rows = []
+    if browser_ok:
+        from benchmarks.browser_live import run_row, table as browser_table
+
+        for backend in [b for b in backends if b in ("torch", "openvino")]:
+            for imgsz in args.browser_imgsz:
+                for every in args.browser_every:
+                    browser_rows.append(run_row({"backend": backend, "imgsz": imgsz, "every_sec": every,
+                                                 "seconds": args.browser_sec, "warmup_sec": 3.0 if args.quick else 5.0},
+                                                environ=USER_ENV))
     load_after = os.getloadavg()
 
     print(f"captioner benchmark ({'--quick smoke test, not a measurement' if args.quick else 'benchmarks/run.py'})")
@@ -408,6 +435,9 @@ def main() -> None:
         for backend in [b for b in offline if b != "torch"]:
             print(f"\n{backend} over torch, captioner end to end: "
                   f"{offline['torch']['ours']['seconds'] / offline[backend]['ours']['seconds']:.2f}x faster")
+    if "openvino" in offline and "openvino-int8" in offline:
+        print(f"openvino-int8 over openvino, captioner end to end: "
+              f"{offline['openvino']['ours']['seconds'] / offline['openvino-int8']['ours']['seconds']:.2f}x faster (goal >= 1.3)")
     for backend, r in offline.items():
         ours, floor = r["ours"], r["floor"]
         base = floor["seconds"]
@@ -431,6 +461,12 @@ def main() -> None:
     for (backend, imgsz, fps), r in live.items():
         print(f"| {backend} | {imgsz} | {fps:g} | {r['p50']:.0f} / {r['p95']:.0f} / {r['p99']:.0f} | "
               f"{r['service_p95']:.0f} | {r['fps']:.1f} | {r['dropped']}/{r['pushed']} | {r['peak_rss_mb']:.0f} |")
+    if browser_rows:
+        print(f"\nBrowser live: Chromium streams its fake camera ({browser_rows[0]['camera']}) to the web page's Live "
+              f"tab on 127.0.0.1 (benchmarks/browser_live.py; goal at 320: >= 12 overlays/s, p95 <= 150 ms)")
+        print(browser_table(browser_rows))
+    elif not browser_ok:
+        print("\nBrowser live: skipped (needs /usr/bin/chromium and playwright)")
 
 
 if __name__ == "__main__":
