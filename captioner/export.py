@@ -20,9 +20,8 @@ sha256, the feature layers and the opset; the input size is not part of the key,
 graph takes any. Nothing is downloaded: the export needs only torch and the ``onnx`` package.
 
 ONNX Runtime computes in float32 (detections and features within float rounding of PyTorch's).
-OpenVINO runs each input shape as a static model (10-20 % faster than a dynamic one here),
-compiled on first sight (about 0.6 s; cached on disk for the next run), at the CPU's fastest
-precision: bfloat16 on CPUs that have it (AVX512-BF16, AMX), float32 elsewhere; bf16 shifts
+OpenVINO compiles the graph once, input shape dynamic (about 0.4 s; cached on disk for the next
+run), at the CPU's fastest precision: bfloat16 on CPUs that have it (AVX512-BF16, AMX), float32 elsewhere; bf16 shifts
 boxes by a fraction of a pixel and features by ~1e-2 (README, Performance).
 """
 
@@ -32,7 +31,6 @@ import copy
 import logging
 import os
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -46,8 +44,14 @@ log = logging.getLogger(__name__)
 EXPORTS_ENV = "CAPTIONER_EXPORTS"
 OPSET = 17
 OUTPUT_NAMES = ("preds", "p3", "p4", "p5")
-RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}  # backend -> (module, extra)
-MAX_COMPILED_SHAPES = 4  # OpenVINO: static models kept compiled, one per input shape (a video has one)
+RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"),
+                    "openvino-int8": ("openvino", "int8")}  # backend -> (module, extra)
+INT8_BACKEND = "openvino-int8"
+CALIBRATION_ENV = "CAPTIONER_CALIBRATION"  # a folder of videos (or one video) to calibrate the int8 network on
+CALIBRATION_FRAMES = 300  # frames sampled evenly over the calibration videos
+CALIBRATION_IMGSZ = 640  # letterboxed like captioner's default input (rectangles, stride 32)
+INT8_SCHEME = "headfp"  # what is quantised (part of the cache key): the backbone and neck; the head stays float
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def default_export_dir() -> Path:
@@ -125,6 +129,8 @@ def export_onnx(network, feature_layers: Sequence[int], weights_name: str, weigh
 class OnnxRuntimeNetwork:
     """The exported graph in ONNX Runtime (CPU, float32). Call with a (B, 3, H, W) float32 array."""
 
+    takes_letterboxed_bgr = False  # fed the float tensor Ultralytics' preprocess makes
+
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime as ort
 
@@ -138,42 +144,162 @@ class OnnxRuntimeNetwork:
         return self.session.run(list(OUTPUT_NAMES), {"images": images})
 
 
+def with_preprocessing(model):
+    """The graph taking what the letterbox makes, (B, H, W, 3) BGR uint8, and doing Ultralytics' own
+    conversion in the graph (to float, BGR -> RGB, / 255, to NCHW): no torch tensors per frame."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    images = ppp.input("images")
+    images.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    images.model().set_layout(ov.Layout("NCHW"))
+    images.preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    return ppp.build()
+
+
 class OpenVinoNetwork:
-    """The exported graph in OpenVINO (CPU), one static model per input shape, compiled on first sight."""
+    """The exported graph in OpenVINO (CPU), compiled once with its dynamic input (a static model per
+    input shape ran no faster per frame here, and cost a 0.4-0.6 s compile for every new video size)."""
+
+    takes_letterboxed_bgr = True  # converts to the network's input itself (``with_preprocessing``)
 
     def __init__(self, path: Path, threads: int | None = None):
         import openvino as ov
 
         self.core, self.path = ov.Core(), path
-        # compiled blobs cached beside the graph: a shape seen before loads in a fraction of its compile time
+        # the compiled blob cached beside the graph: the next process loads it in a fraction of the compile time
         self.config = {"PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(path.parent / "openvino-cache")}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._compiled: OrderedDict[tuple, object] = OrderedDict()
-        self._model = self.core.read_model(str(path))
-
-    def _for_shape(self, shape: tuple):
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            model = self._model.clone()
-            model.reshape({"images": list(shape)})
-            compiled = self._compiled[shape] = self.core.compile_model(model, "CPU", self.config)
-            while len(self._compiled) > MAX_COMPILED_SHAPES:
-                self._compiled.popitem(last=False)
-        else:
-            self._compiled.move_to_end(shape)
-        return compiled
+        self._model = with_preprocessing(self.core.read_model(str(path)))
+        self.compiled = self.core.compile_model(self._model, "CPU", self.config)
+        self._request = self.compiled.create_infer_request()
 
     @property
     def precision(self) -> str:
-        compiled = next(iter(self._compiled.values()), None) or self._for_shape((1, 3, 64, 64))
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        outputs = self._for_shape(tuple(images.shape))(images)
+        """images: (B, H, W, 3) BGR uint8, letterboxed."""
+        outputs = self._request.infer({0: images})
         return [outputs[i] for i in range(len(OUTPUT_NAMES))]
+
+
+def calibration_videos() -> list[Path]:
+    """What the int8 network is calibrated on: ``$CAPTIONER_CALIBRATION`` (a folder of videos or one
+    video), else the real clips of ``../shared/data/videos`` beside a checkout (``$CAPTIONER_SHARED``),
+    else the checkout's ``samples/``; sorted, so the same files give the same network."""
+    here = Path(__file__).resolve().parents[1]
+    shared = Path(os.environ.get("CAPTIONER_SHARED") or here.parent / "shared")
+    candidates = [Path(os.environ[CALIBRATION_ENV])] if os.environ.get(CALIBRATION_ENV) else \
+        [shared / "data" / "videos", here / "samples"]
+    for place in candidates:
+        videos = [place] if place.is_file() else sorted(p for p in place.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES) \
+            if place.is_dir() else []
+        if videos:
+            return videos
+        if os.environ.get(CALIBRATION_ENV):
+            raise ModelError(f"${CALIBRATION_ENV}={place}: no video files there to calibrate the int8 network on")
+    raise ModelError(f"--backend {INT8_BACKEND} calibrates the network on frames of real videos the first time it "
+                     f"runs, and found none: set ${CALIBRATION_ENV} to a folder of videos like the ones you caption")
+
+
+def calibration_frames(videos: Sequence[Path], count: int = CALIBRATION_FRAMES, imgsz: int = CALIBRATION_IMGSZ) -> list[np.ndarray]:
+    """``count`` frames spread evenly over ``videos`` (and over each one's length), letterboxed as
+    captioner feeds the network: (1, H, W, 3) BGR uint8 each."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    letterbox = LetterBox((imgsz, imgsz), auto=True, stride=32)
+    per_video = max(1, -(-count // len(videos)))
+    frames = []
+    for video in videos:
+        capture = cv2.VideoCapture(str(video))
+        try:
+            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            for k in range(per_video if total > 0 else 0):
+                capture.set(cv2.CAP_PROP_POS_FRAMES, int((k + 0.5) * total / per_video))
+                ok, image = capture.read()
+                if ok and image is not None:
+                    frames.append(letterbox(image=image)[None])
+        finally:
+            capture.release()
+    if not frames:
+        raise ModelError(f"no frame could be read from the calibration videos ({videos[0].parent})")
+    step = max(1, len(frames) // count)
+    return frames[::step][:count]
+
+
+def int8_key(videos: Sequence[Path] | None = None) -> str:
+    """What makes one int8 network differ from another built from the same float graph: the
+    quantisation scheme and the calibration set (names and sizes of its videos, frame count)."""
+    import hashlib
+
+    videos = calibration_videos() if videos is None else videos
+    key = hashlib.sha256("\n".join(f"{v.name}:{v.stat().st_size}" for v in videos).encode()).hexdigest()[:12]
+    return f"{INT8_SCHEME}-cal{key}-{CALIBRATION_FRAMES}"
+
+
+def int8_path(onnx_path: Path, videos: Sequence[Path]) -> Path:
+    """The cached int8 IR folder, keyed by the float graph and ``int8_key``."""
+    return onnx_path.with_name(f"{onnx_path.stem}-int8-{int8_key(videos)}") / "model.xml"
+
+
+def export_int8(onnx_path: Path) -> Path:
+    """The int8 OpenVINO IR of the exported graph, built once (post-training quantisation with
+    NNCF, the MIXED preset as in Ultralytics' own ``int8=True`` OpenVINO export; the detection
+    head kept in float) and cached beside it."""
+    videos = calibration_videos()
+    path = int8_path(onnx_path, videos)
+    if path.is_file():
+        return path
+    try:
+        import nncf
+    except ImportError as exc:
+        raise ModelError(f"--backend {INT8_BACKEND} builds its network with NNCF the first time ({exc}): "
+                         f"pip install 'captioner[int8]'") from exc
+    import shutil
+    import tempfile
+
+    import openvino as ov
+
+    frames = calibration_frames(videos)
+    log.info("quantising the YOLO network to int8 for --backend %s (once): %d frames of %d videos in %s -> %s",
+             INT8_BACKEND, len(frames), len(videos), videos[0].parent, path.parent)
+    model = ov.Core().read_model(str(onnx_path))
+    sigmoids = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Sigmoid"]
+    head = sigmoids[-1].rsplit("/", 1)[0]  # the last Sigmoid is the head's class scores: "/model.23/Sigmoid"
+    # the whole detection head stays float (Ultralytics' int8 export with int8_detect=False does the same):
+    # with its class convs in int8 too, a clip of people in a field was captioned "a plane is flying" (measured)
+    keep_float = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name().startswith(f"{head}/")]
+
+    def to_input(frame: np.ndarray) -> np.ndarray:  # what the float graph takes: RGB, NCHW, [0, 1]
+        return np.ascontiguousarray(frame[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+    quantised = nncf.quantize(model, nncf.Dataset(frames, to_input), subset_size=len(frames),
+                              preset=nncf.QuantizationPreset.MIXED,
+                              ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False))
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=path.parent.parent))
+    try:  # written in a staging folder, then renamed: a crash never leaves half an IR behind
+        ov.save_model(quantised, str(staging / path.name), compress_to_fp16=False)
+        try:
+            staging.chmod(0o755)
+            staging.rename(path.parent)
+        except OSError:  # another process built it meanwhile
+            if not path.is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
 
 
 def load_network(backend: str, path: Path, threads: int | None = None):
     check_runtime(backend)
+    if backend == INT8_BACKEND:
+        path = export_int8(path)
+        log.warning("--backend %s is experimental: its captions were measured less truthful than the float network's "
+                    "(more objects named that are not there; README, Performance); use openvino for the same speed "
+                    "class with float arithmetic", INT8_BACKEND)
     return (OnnxRuntimeNetwork if backend == "onnx" else OpenVinoNetwork)(path, threads)

@@ -20,8 +20,10 @@ from .errors import OptionsError
 STYLES = ("human", "events")  # phrasing learned from human captions / from event templates
 # where YOLO runs: PyTorch (the features the caption model was trained on, bit for bit), or the
 # same network exported once to ONNX and run by ONNX Runtime (fp32) or OpenVINO (the CPU's
-# fastest precision: bf16 where the CPU has it); see perception.py and export.py
-BACKENDS = ("torch", "onnx", "openvino")
+# fastest precision: bf16 where the CPU has it), or, experimental, OpenVINO with the network
+# quantised to int8 (post-training, NNCF, calibrated on frames of real clips; measured less
+# truthful, README Performance); see perception.py and export.py
+BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
 PERCEPTION_FIELDS = ("imgsz", "conf", "device", "backend")
 MAX_FRAME_BATCH = 64
 ProgressCallback = Callable[[int, int], None]  # progress(done, total): frames, or seconds of video

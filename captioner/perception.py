@@ -33,6 +33,7 @@ import numpy as np
 from .coco import COCO_CLASSES
 from .colours import box_colours
 from .errors import ModelError, OptionsError
+from .export import INT8_BACKEND
 from .fileio import file_sha256
 from .model_files import YOLO_WEIGHTS_ENV, check_download_allowed, resolve_yolo_weights
 from .options import CaptionOptions, check_device
@@ -246,6 +247,7 @@ class Perception:
         self._feature_dims: tuple[int, ...] | None = None
         self._weights_sha256: str | None = None
         self._network = None  # the export backends' runtime, loaded on first use
+        self._runtime_threads: int | None = None  # the export runtime's threads: the cores torch had
         self._predictor = None  # Ultralytics' predictor, set up by the first pass
 
     def _make_hook(self, layer: int):
@@ -282,8 +284,13 @@ class Perception:
         return self._backbone
 
     def settings(self) -> dict:
-        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "feature_layers": list(self.feature_layers),
-                "tracker": self.tracker_cfg, "backend": self.backend}
+        out = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "feature_layers": list(self.feature_layers),
+               "tracker": self.tracker_cfg, "backend": self.backend}
+        if self.backend == INT8_BACKEND:  # which int8 network (a cache of its features is that network's)
+            from .export import int8_key
+
+            out["int8"] = int8_key()
+        return out
 
     def new_tracker(self, frame_rate: float = 4.0) -> StreamTracker:
         return StreamTracker(self.tracker_cfg, frame_rate)
@@ -314,7 +321,14 @@ class Perception:
             self.predict_results([np.zeros((32, 32, 3), np.uint8)])
             # Ultralytics' CPU set-up sets torch to cpu_count - 1 threads (1 on 2 cores) for its training;
             # inference here keeps the threads the process had (all cores, or what a batch worker was given)
-            torch.set_num_threads(threads)
+            if self.backend == "torch":
+                torch.set_num_threads(threads)
+            else:
+                # an export runtime gets those cores; torch's small ops around it (letterbox, NMS, pooling,
+                # LSTM, beam search) run on one thread: its OpenMP workers competing with OpenVINO's for
+                # 2 cores made the network 27 % and the whole pipeline 60 % slower (measured, README)
+                self._runtime_threads = self._runtime_threads or threads
+                torch.set_num_threads(1)
             self._captured.clear()
             self._predictor = predictor = self.yolo.predictor
         return predictor
@@ -327,7 +341,7 @@ class Perception:
 
             path = export_onnx(predictor.model.model, self.feature_layers, Path(self.weights_path).name,
                                self.weights_sha256)
-            self._network = load_network(self.backend, path, threads=torch.get_num_threads())
+            self._network = load_network(self.backend, path, threads=self._runtime_threads or torch.get_num_threads())
         return self._network
 
     def _infer(self, images_bgr: list[np.ndarray]):
@@ -336,13 +350,21 @@ class Perception:
 
         predictor = self._ready_predictor()
         with torch.inference_mode():
-            batch = predictor.preprocess(images_bgr)
             if self.backend == "torch":
+                batch = predictor.preprocess(images_bgr)
                 self._captured.clear()
                 preds = predictor.inference(batch)
                 maps = [self._captured.pop(i) for i in self.feature_layers]
             else:
-                preds, *maps = (torch.from_numpy(x) for x in self._export_network(predictor)(batch.numpy()))
+                network = self._export_network(predictor)
+                if network.takes_letterboxed_bgr:  # OpenVINO converts the letterboxed uint8 frames in its graph
+                    letterboxed = np.stack(predictor.pre_transform(images_bgr))  # (B, H, W, 3) BGR
+                    batch = torch.zeros(()).expand(len(images_bgr), 3, *letterboxed.shape[1:3])  # only its shape is read
+                    outputs = network(letterboxed)
+                else:
+                    batch = predictor.preprocess(images_bgr)
+                    outputs = network(batch.numpy())
+                preds, *maps = (torch.from_numpy(x) for x in outputs)
             predictor.batch = ([""] * len(images_bgr), images_bgr, [""] * len(images_bgr))  # what postprocess reads
             results = predictor.postprocess(preds, batch, images_bgr)
         return batch, results, maps

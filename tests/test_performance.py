@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from captioner.errors import OptionsError, VideoError
+from captioner.errors import ModelError, OptionsError, VideoError
 from captioner.options import CaptionOptions
 from captioner.video import ReadAhead, SampledFrame, VideoSource, sample_frames
 
@@ -144,18 +144,23 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 TOLERANCE = {
     "onnx": {"box_iou": 0.999, "conf": 1e-3, "embedding": 0.99999, "cells": 0.99999, "appearance": 0.9999, "matched": 1.0},
     "openvino": {"box_iou": 0.8, "conf": 0.05, "embedding": 0.9995, "cells": 0.999, "appearance": 0.97, "matched": 0.9},
+    # int8 here is calibrated on 24 frames of the one generated clip (the shipped path: 300 frames of real clips)
+    "openvino-int8": {"box_iou": 0.6, "conf": 0.2, "embedding": 0.97, "cells": 0.9, "appearance": 0.8, "matched": 0.75},
 }
 
 
-@pytest.mark.parametrize("backend, package", [("onnx", "onnxruntime"), ("openvino", "openvino")])
+@pytest.mark.parametrize("backend, package", [("onnx", "onnxruntime"), ("openvino", "openvino"), ("openvino-int8", "nncf")])
 def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_factory, monkeypatch, backend, package):
-    if importlib.util.find_spec(package) is None or importlib.util.find_spec("onnx") is None:
+    if any(importlib.util.find_spec(p) is None for p in (package, "onnx", "openvino" if "openvino" in backend else package)):
         pytest.skip(f"--backend {backend} needs {package} and onnx (pip install 'captioner[{backend}]')")
-    from captioner.export import EXPORTS_ENV
+    from captioner import export
+    from captioner.export import CALIBRATION_ENV, EXPORTS_ENV
     from captioner.perception import Perception
 
     exports = tmp_path_factory.getbasetemp() / "exports"  # one export for the whole run
     monkeypatch.setenv(EXPORTS_ENV, str(exports))
+    monkeypatch.setenv(CALIBRATION_ENV, str(synthetic_clip))  # core tests never need ../shared
+    monkeypatch.setattr(export, "CALIBRATION_FRAMES", 24)
     exported = Perception(imgsz=320, backend=backend)
     frames = [f.image_bgr for f in sample_frames(synthetic_clip, 4.0)][::4]
     limits, boxes, matched = TOLERANCE[backend], 0, 0
@@ -178,8 +183,19 @@ def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_facto
     assert boxes and matched >= limits["matched"] * boxes
     assert exported.settings()["backend"] == backend
     # built once: another model finds the cached graph
-    onnx_files = list(exports.glob("*.onnx"))
-    assert len(onnx_files) == 1
-    stamp = onnx_files[0].stat().st_mtime_ns
+    onnx_files = list(exports.glob("*.onnx")) + list(exports.glob("*-int8-*/model.xml"))
+    assert len(onnx_files) == 1 + (backend == "openvino-int8")
+    stamps = [f.stat().st_mtime_ns for f in onnx_files]
     Perception(imgsz=640, backend=backend).detect([frames[0]])
-    assert onnx_files[0].stat().st_mtime_ns == stamp
+    assert [f.stat().st_mtime_ns for f in onnx_files] == stamps
+
+
+def test_int8_calibration_needs_videos(tmp_path, monkeypatch):
+    """Where no calibration video can be found, --backend openvino-int8 says what to set."""
+    from captioner.export import CALIBRATION_ENV, calibration_videos
+
+    monkeypatch.setenv(CALIBRATION_ENV, str(tmp_path))
+    with pytest.raises(ModelError, match=f"{CALIBRATION_ENV}={tmp_path}: no video files"):
+        calibration_videos()
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert calibration_videos() == [tmp_path / "clip.mp4"]
