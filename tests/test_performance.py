@@ -150,12 +150,19 @@ TOLERANCE = {
 
 
 @pytest.mark.parametrize("backend, package", [("onnx", "onnxruntime"), ("openvino", "openvino"), ("openvino-int8", "nncf")])
-def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_factory, monkeypatch, backend, package):
+def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_factory, monkeypatch, request, backend, package):
     if any(importlib.util.find_spec(p) is None for p in (package, "onnx", "openvino" if "openvino" in backend else package)):
         pytest.skip(f"--backend {backend} needs {package} and onnx (pip install 'captioner[{backend}]')")
+    import torch
+
     from captioner import export
     from captioner.export import CALIBRATION_ENV, EXPORTS_ENV
     from captioner.perception import Perception
+
+    # an export backend puts torch on one thread for its process (the runtime gets the cores): give
+    # the tests after this one their threads back
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
 
     exports = tmp_path_factory.getbasetemp() / "exports"  # one export for the whole run
     monkeypatch.setenv(EXPORTS_ENV, str(exports))
