@@ -54,8 +54,8 @@ class VerbEvidence:
     or it comes toward or goes away from the camera (its box grows or shrinks ``walk_scale_rate``
     per s: a rider heading at the camera barely moves across the image), or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
     heights); it stays put when neither. A vehicle drives when it crosses ``drive_lateral_speed``
-    frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the least
-    changed grid cell still changes ``camera_change`` (1 - cosine) per analysed frame: then image
+    frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the grid
+    cells no box touches (the background) change ``camera_change`` (1 - cosine) per analysed frame: then image
     motion says nothing of walking or standing, and vehicles in view are driving (a dashcam, a car
     filmed from the next lane). Something moves in place when its limbs move ``active_limb_motion``.
     """
