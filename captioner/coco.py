@@ -57,6 +57,13 @@ ANIMATE_CLASSES = frozenset({
     "person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
 })
 
+# Kinds a caption may name when the detector is sure of the kind but not of the class: a dog it
+# scores "cow 0.79" is an animal; a dune buggy it scores "truck 0.65" is a vehicle.
+KIND_CLASSES = {
+    "animal": frozenset(ANIMATE_CLASSES - {"person"}),
+    "vehicle": frozenset({"bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat"}),
+}
+
 # Things a person or animal can be on or in, and things that do something: a caption may say
 # "sitting on a bench", "riding a horse", "a dog is running", but "sitting on a television" or
 # "a bowl is preparing" is the decoder pairing a real object with the wrong phrase.

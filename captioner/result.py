@@ -34,7 +34,8 @@ class NextEvent:
 class WordEvidence:
     """What licensed one content word of a caption.
 
-    kind: "object" (a detected class: its tracks and best confidence), "verb" (motion evidence:
+    kind: "object" (a detected class: its tracks and best confidence; or a kind such as "animal"
+    the detector is sure of, not of its class: the classes it saw in ``why``), "verb" (motion evidence:
     ``verdict`` "supported" / "unknown" / "unmeasured" - a verb no motion measure covers, such as
     "talking" - with the tracks that show it and the share of tracks that do as ``score``), or
     "scene" (a noun no detector class covers: the concept head's probability as ``score``, verdict
@@ -45,7 +46,7 @@ class WordEvidence:
     kind: str
     track_ids: list[int] = field(default_factory=list)
     score: float | None = None
-    verdict: str | None = None  # verbs only
+    verdict: str | None = None  # verbs, scene words and kinds
     why: str = ""
 
 

@@ -95,3 +95,40 @@ def test_with_no_object_to_name_the_supported_scene_is_said():
     assert scene_caption(["snow", "hill"]) == "snow and a hill are in view"
     assert scene_caption(["beach"]) == "a beach is in view" and scene_caption(["water"]) == "water is in view"
     assert scene_caption(["mountains"]) == "mountains are in view"
+
+
+def test_a_sure_kind_is_named_when_no_class_passes():
+    """A dog the detector calls "cow 0.79" fails the cow floor, but an animal it surely is: the
+    caption says so, with the detections that license it; a kind without a calibrated threshold,
+    or below it, is never said."""
+    from types import SimpleNamespace
+
+    from captioner.coco import CLASS_INDEX
+    from captioner.grounding.evidence import EvidenceBar
+    from captioner.tokens import SLOT_CONF, SLOT_SHARE, WindowObjects
+    from captioner.windows import kind_caption
+    from frames import frame
+
+    cow, horse, car = CLASS_INDEX["cow"], CLASS_INDEX["horse"], CLASS_INDEX["car"]
+    features = np.zeros((2, 6), np.float32)
+    features[:, SLOT_SHARE] = 1.0
+    features[:, SLOT_CONF] = (0.79, 0.4)
+    objects = WindowObjects(np.array([cow, horse]), features, np.zeros((2, 4), np.float32))
+    bar = EvidenceBar(min_conf=0.45, class_min_conf={"cow": 0.9, "horse": 0.85}, kind_min_conf={"animal": 0.6, "vehicle": 0.5})
+    assert not bar.passes(objects).any()
+    assert [(k, list(ids)) for k, ids in bar.kinds_seen(objects)] == [("animal", [cow, horse])]
+    frames = [frame(0, ((100, 50, 300, 300), "cow", 4))]
+    trained = SimpleNamespace(evidence=bar)
+    caption, words = kind_caption(trained, frames, objects, [])
+    assert caption == "an animal is in view"
+    assert words[0].word == "animal" and words[0].track_ids == [4] and words[0].score == 0.79
+    assert "cow (0.79)" in words[0].why
+    assert kind_caption(trained, frames, objects, ["snow"])[0] == "an animal and snow are in view"
+    two = [frame(0, ((100, 50, 300, 300), "cow", 4), ((350, 50, 600, 300), "horse", 5))]
+    assert kind_caption(trained, two, objects, [])[0] == "animals are in view"
+    assert kind_caption(SimpleNamespace(evidence=EvidenceBar(min_conf=0.45, class_min_conf={"cow": 0.9})), frames, objects, []) is None
+    below = SimpleNamespace(evidence=EvidenceBar(class_min_conf={"cow": 0.9}, kind_min_conf={"animal": 0.8}))
+    assert kind_caption(below, frames, objects, []) is None
+    # stored in the checkpoint with the rest of the bar
+    assert EvidenceBar.from_dict(bar.to_dict()).kind_min_conf == {"animal": 0.6, "vehicle": 0.5}
+    assert EvidenceBar.from_dict({"min_conf": 0.5}).kind_min_conf == {}

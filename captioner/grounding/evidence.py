@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..coco import COCO_CLASSES
+from ..coco import CLASS_INDEX, COCO_CLASSES, KIND_CLASSES
 from ..tokens import SLOT_AREA, SLOT_CONF, SLOT_SHARE, SLOT_TRACKED, WindowObjects
 
 @dataclass
@@ -60,6 +60,9 @@ class EvidenceBar:
     min_conf_weak: float = 0.3
     # classes the detector often reports wrongly (e.g. a dog as a horse) need this much confidence too
     class_min_conf: dict[str, float] = field(default_factory=dict)
+    # when no class passes: a kind (``coco.KIND_CLASSES``) may be named if its classes' best
+    # confidence reaches this (calibrated on photos; no entry: never)
+    kind_min_conf: dict[str, float] = field(default_factory=dict)
 
     def passes(self, objects: WindowObjects) -> np.ndarray:
         """(K,) bool: which of a window's objects have enough evidence to be named."""
@@ -72,13 +75,29 @@ class EvidenceBar:
         return (share >= self.min_share) & (conf >= floor) & (
             (conf >= self.min_conf) | (weak & (f[:, SLOT_TRACKED] >= self.min_tracked)) | (weak & (f[:, SLOT_AREA] >= self.min_area)))
 
+    def kinds_seen(self, objects: WindowObjects) -> list[tuple[str, np.ndarray]]:
+        """The kinds (animal, vehicle) the detector is sure of although of no one class: among the
+        objects seen in ``min_share`` of the frames, the kind's classes reach ``kind_min_conf``.
+        [(kind, the COCO ids of its classes seen)], surest first; for a window none of whose
+        objects passes (``passes``)."""
+        f = objects.features
+        found = []
+        for kind, threshold in self.kind_min_conf.items():
+            members = np.isin(objects.class_ids, [CLASS_INDEX[n] for n in KIND_CLASSES[kind]]) & (f[:, SLOT_SHARE] >= self.min_share)
+            if members.any() and f[members, SLOT_CONF].max() >= threshold:
+                found.append((float(f[members, SLOT_CONF].max()), kind, objects.class_ids[members]))
+        return [(kind, ids) for _, kind, ids in sorted(found, key=lambda x: -x[0])]
+
     def to_dict(self) -> dict:
         # plain floats and strings: checkpoints load with weights_only
-        data = {k: float(v) for k, v in asdict(self).items() if k != "class_min_conf"}
-        return {**data, "class_min_conf": {str(k): float(v) for k, v in self.class_min_conf.items()}}
+        data = {k: float(v) for k, v in asdict(self).items() if k not in ("class_min_conf", "kind_min_conf")}
+        return {**data, "class_min_conf": {str(k): float(v) for k, v in self.class_min_conf.items()},
+                "kind_min_conf": {str(k): float(v) for k, v in self.kind_min_conf.items()}}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "EvidenceBar":
         data = dict(data or {})
         floors = {str(k): float(v) for k, v in (data.pop("class_min_conf", None) or {}).items()}
-        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}, class_min_conf=floors)
+        kinds = {str(k): float(v) for k, v in (data.pop("kind_min_conf", None) or {}).items() if k in KIND_CLASSES}
+        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__}, class_min_conf=floors,
+                   kind_min_conf=kinds)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..coco import CLASS_INDEX, COCO_CLASSES
 from ..grounding.evidence import EvidenceBar
-from ..tokens import WindowObjects, tokens_for_frames, window_objects
+from ..tokens import SLOT_CONF, WindowObjects, tokens_for_frames, window_objects
 from .images import CaptionedPhoto
 from .lexicon import mentioned_objects
 
@@ -164,3 +164,45 @@ def calibrate(photos: Sequence[LabelledObjects], windows: Sequence[LabelledObjec
     log.info("evidence bar %s: photos %s, windows %s", best.to_dict(), report["photos"], report["windows"])
     return best, report
 
+
+
+MIN_KIND_PRECISION = 0.9  # "an animal" must be right at least this often where it is said
+MIN_KIND_SAID = 20  # ... over at least this many training photos
+
+
+def calibrate_kinds(bar: EvidenceBar, photos: Sequence[CaptionedPhoto], embedding_dim: int) -> tuple[EvidenceBar, dict]:
+    """``bar`` with its ``kind_min_conf``: for each kind (``coco.KIND_CLASSES``), on the training
+    photos none of whose objects passes ``bar``, the lowest confidence of the kind's best
+    detection (at least the bar's ``min_conf``) at which the photo's captions name one of the
+    kind's classes at least ``MIN_KIND_PRECISION`` of the time (a dog the detector calls a cow is
+    still an animal); kinds no threshold makes that sure are left out (never said)."""
+    from ..coco import KIND_CLASSES
+
+    # never below the bar's own confidence: a kind waives the per-class floors (the detector mixing
+    # up animals), not the doubt itself (a "bird 0.31" on a slide's question mark is no animal)
+    grid = [round(float(x), 2) for x in np.arange(0.25, 0.91, 0.05) if x >= bar.min_conf - 1e-9]
+    candidates: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in KIND_CLASSES}
+    for photo in photos:
+        objects = photo_objects(photo, embedding_dim)
+        if bar.passes(objects).any():
+            continue
+        named = mentioned_classes(photo.captions)
+        for kind, names in KIND_CLASSES.items():
+            members = {CLASS_INDEX[n] for n in names}
+            conf = [float(f[SLOT_CONF]) for c, f in zip(objects.class_ids, objects.features) if int(c) in members]
+            if conf:
+                candidates[kind].append((max(conf), bool(named & members)))
+    kinds, report = {}, {}
+    for kind, rows in candidates.items():
+        values = np.array([v for v, _ in rows]) if rows else np.zeros(0)
+        truth = np.array([t for _, t in rows], bool)
+        report[kind] = {"photos_with_a_detection": len(rows), "named_by_captions": int(truth.sum())}
+        for threshold in grid:
+            said = values >= threshold
+            if said.sum() >= MIN_KIND_SAID and truth[said].mean() >= MIN_KIND_PRECISION:
+                kinds[kind] = threshold
+                report[kind].update({"min_conf": threshold, "said": int(said.sum()), "precision": round(float(truth[said].mean()), 3),
+                                     "recall": round(float((said & truth).sum() / max(truth.sum(), 1)), 3)})
+                break
+    log.info("kinds named when no class passes: %s", report)
+    return replace(bar, kind_min_conf=kinds), report
