@@ -4,11 +4,12 @@ Shapes (B batch, T frames, F token dim, H hidden, K object slots, L caption leng
 
     tokens (B, T, F) -> FrameEncoder -> states (B, T, H)          unidirectional: steppable live
     states (B, T, H) + presence stats (B, T, C, S) -> NextEventHead -> presence/enter/leave (B, T, C), direction (B, T, 5)
-    memory = [segment states (B, T, H) ; grid cells (B, G, H) ; object slots (B, K, H)]
+    memory = [segment states (B, T, H) ; grid cells (B, G, H) ; object slots (B, K, H) ; track slots (B, Kt, H)]
     DecoderWithAttention(memory, words (B, L)) -> hidden (B, L, H) -> adaptive softmax -> word log-probabilities
 
 An object slot is a class seen in the segment: its class embedding, its evidence statistics and
-what its boxes look like (RoI appearance). Grid cells are the last neck map pooled to 6 x 6 (3 x 3 in older checkpoints),
+what its boxes look like (RoI appearance). A track slot is one tracked object: its class, how it
+moved over the segment (``track_slots.py``) and what it looks like. Grid cells are the last neck map pooled to 6 x 6 (3 x 3 in older checkpoints),
 averaged over the segment: where things are, and what the scene is (grass, snow, a street).
 
 In the manner of sgrvinod's image-captioning tutorial: soft (Bahdanau) attention over the
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from .coco import NUM_CLASSES
 from .errors import ModelError
 from .tokens import SLOT_FEATURES, TokenLayout, WindowObjects
+from .track_slots import TRACK_FEATURES, TrackSlots
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class ModelConfig:
     cell_count: int = 36  # perception.CELL_GRID ** 2 (9 in checkpoints trained on a 3x3 grid)
     use_cells: bool = True  # attend over grid cells (an ablation switch)
     use_appearance: bool = True  # give object slots their RoI appearance (an ablation switch)
+    track_slots: int = 0  # per-track motion slots in the memory (0 in checkpoints trained before them)
 
     @property
     def token_dim(self) -> int:
@@ -185,7 +188,9 @@ class Attention(nn.Module):
 class SegmentInputs:
     """What the decoder reads for B segments, padded: encoder states (B, T, H) and mask (B, T);
     object slots: classes (B, K), features (B, K, SLOT_FEATURES), appearance (B, K, D), mask
-    (B, K); grid cells (B, G, Cc) and mask (B, G) (False where a segment has none)."""
+    (B, K); grid cells (B, G, Cc) and mask (B, G) (False where a segment has none; G is 0 when
+    no segment of the batch has cells); track slots: classes (B, Kt), features (B, Kt,
+    TRACK_FEATURES), appearance (B, Kt, D), mask (B, Kt) (Kt is 0 for models without them)."""
 
     states: torch.Tensor
     state_mask: torch.Tensor
@@ -195,6 +200,10 @@ class SegmentInputs:
     slot_mask: torch.Tensor
     cells: torch.Tensor
     cell_mask: torch.Tensor
+    track_classes: torch.Tensor | None = None
+    track_feats: torch.Tensor | None = None
+    track_appearance: torch.Tensor | None = None
+    track_mask: torch.Tensor | None = None
 
 
 def fit_grid(cells: np.ndarray, count: int) -> np.ndarray:
@@ -211,16 +220,30 @@ def fit_grid(cells: np.ndarray, count: int) -> np.ndarray:
 
 
 def segment_inputs(states: list[torch.Tensor], objects: list[WindowObjects], cells: list,
-                   cfg: ModelConfig) -> SegmentInputs:
-    """Pad B segments: states[b] (T_b, H), objects[b], cells[b] (G, Cc) numpy or None."""
+                   cfg: ModelConfig, tracks: list[TrackSlots | None] | None = None) -> SegmentInputs:
+    """Pad B segments: states[b] (T_b, H), objects[b], cells[b] (G, Cc) numpy or None, tracks[b]
+    (already limited to the classes the decoder may see) or None."""
     b = len(states)
     t = max(1, max(len(x) for x in states))
     k = max(1, max(len(o) for o in objects))
+    g = cfg.cell_count if cfg.use_cells and any(c is not None for c in cells) else 0  # no cells: no attention over them
+    kt = min(cfg.track_slots, max(1, max(len(x) for x in tracks if x is not None))) if cfg.track_slots and tracks and any(
+        x is not None for x in tracks) else 0
     out = SegmentInputs(
         states=torch.zeros(b, t, cfg.hidden), state_mask=torch.zeros(b, t, dtype=torch.bool),
         slot_classes=torch.zeros(b, k, dtype=torch.long), slot_feats=torch.zeros(b, k, SLOT_FEATURES),
         slot_appearance=torch.zeros(b, k, cfg.embedding_dim), slot_mask=torch.zeros(b, k, dtype=torch.bool),
-        cells=torch.zeros(b, cfg.cell_count, cfg.cell_dim), cell_mask=torch.zeros(b, cfg.cell_count, dtype=torch.bool))
+        cells=torch.zeros(b, g, cfg.cell_dim), cell_mask=torch.zeros(b, g, dtype=torch.bool),
+        track_classes=torch.zeros(b, kt, dtype=torch.long), track_feats=torch.zeros(b, kt, TRACK_FEATURES),
+        track_appearance=torch.zeros(b, kt, cfg.embedding_dim), track_mask=torch.zeros(b, kt, dtype=torch.bool))
+    for i, tr in enumerate(tracks or []):
+        if tr is None or not kt:
+            continue
+        n = min(len(tr), kt)
+        out.track_classes[i, :n] = torch.from_numpy(tr.class_ids[:n])
+        out.track_feats[i, :n] = torch.from_numpy(tr.features[:n])
+        out.track_appearance[i, :n] = torch.from_numpy(tr.appearance[:n])
+        out.track_mask[i, :n] = True
     for i, (x, o, c) in enumerate(zip(states, objects, cells)):
         out.states[i, :len(x)], out.state_mask[i, :len(x)] = x, True
         n = len(o)
@@ -228,11 +251,13 @@ def segment_inputs(states: list[torch.Tensor], objects: list[WindowObjects], cel
         out.slot_feats[i, :n] = torch.from_numpy(o.features)
         out.slot_appearance[i, :n] = torch.from_numpy(o.appearance)
         out.slot_mask[i, :n] = True
-        if c is not None and cfg.use_cells:
+        if c is not None and g:
             out.cells[i], out.cell_mask[i] = torch.from_numpy(fit_grid(c, cfg.cell_count)), True
     if not cfg.use_appearance:
         out.slot_appearance.zero_()
         out.slot_feats[..., -1] = 0.0  # "has appearance"
+        out.track_appearance.zero_()
+        out.track_feats[..., -1] = 0.0
     return out
 
 
@@ -248,6 +273,9 @@ class DecoderWithAttention(nn.Module):
         self.cell_norm = nn.LayerNorm(cfg.cell_dim)
         self.cell_proj = nn.Linear(cfg.cell_dim, h)
         self.cell_position = nn.Parameter(torch.zeros(cfg.cell_count, h))
+        if cfg.track_slots:
+            self.track_proj = nn.Sequential(nn.Linear(TRACK_FEATURES, h), nn.ReLU(), nn.Linear(h, h))
+            self.track_kind = nn.Parameter(torch.zeros(h))  # tells a track slot from its class's slot
         self.style_embed = nn.Embedding(2, h)
         self.word_embed = nn.Embedding(cfg.vocab_size, cfg.word_dim, padding_idx=0)
         self.attention = Attention(h, h, cfg.attention_dim)
@@ -266,9 +294,17 @@ class DecoderWithAttention(nn.Module):
         has_appearance = x.slot_feats[..., -1:]  # 0 for corpus pairs, which have no pixels
         slots = (self.class_embed(x.slot_classes) + self.slot_proj(x.slot_feats)
                  + self.appearance_proj(self.appearance_norm(x.slot_appearance)) * has_appearance)
-        cells = self.cell_proj(self.cell_norm(x.cells)) + self.cell_position
-        memory = torch.cat([x.states, cells, slots], dim=1)
-        mask = torch.cat([x.state_mask, x.cell_mask, x.slot_mask], dim=1)
+        parts, masks = [x.states, slots], [x.state_mask, x.slot_mask]
+        if x.cells.shape[1]:
+            parts.insert(1, self.cell_proj(self.cell_norm(x.cells)) + self.cell_position)
+            masks.insert(1, x.cell_mask)
+        if self.cfg.track_slots and x.track_classes is not None and x.track_classes.shape[1]:
+            has_appearance = x.track_feats[..., -1:]
+            parts.append(self.class_embed(x.track_classes) + self.track_proj(x.track_feats) + self.track_kind
+                         + self.appearance_proj(self.appearance_norm(x.track_appearance)) * has_appearance)
+            masks.append(x.track_mask)
+        memory = torch.cat(parts, dim=1)
+        mask = torch.cat(masks, dim=1)
         return memory, mask, self.attention.memory_proj(memory)
 
     def init_state(self, memory, mask, style):

@@ -21,17 +21,47 @@ from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
 from .result import Evidence, NextEvent, WordEvidence
 from .tokens import SLOT_CONF, TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
+from .track_slots import track_slots
 from .vocab import detokenize
 
 NOTHING_SEEN = "no objects the detector knows are in view"
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 
+def seen_objects(trained: TrainedModel, frames: Sequence) -> WindowObjects:
+    """Every object class seen in the frames, with its evidence statistics."""
+    return window_objects(np.stack([f.token for f in frames]), trained.network.cfg.embedding_dim,
+                          [f.detections for f in frames])
+
+
 def grounded_objects(trained: TrainedModel, frames: Sequence) -> WindowObjects:
     """The objects seen in the frames that have enough evidence to be named."""
-    objects = window_objects(np.stack([f.token for f in frames]), trained.network.cfg.embedding_dim,
-                             [f.detections for f in frames])
+    objects = seen_objects(trained, frames)
     return objects.select(trained.evidence.passes(objects))
+
+
+def kind_caption(trained: TrainedModel, frames: Sequence, objects: WindowObjects,
+                 scene_words: list[str]) -> tuple[str, list[WordEvidence]] | None:
+    """For a window none of whose objects may be named: "an animal is in view" where the detector
+    is sure of the kind, not of the class (``EvidenceBar.kinds_seen``), with the surest scene word
+    the concept head supports; None when no kind is sure enough."""
+    kinds = trained.evidence.kinds_seen(objects)
+    if not kinds:
+        return None
+    kind, class_ids = kinds[0]
+    conf = {int(c): float(f[SLOT_CONF]) for c, f in zip(objects.class_ids, objects.features)}
+    several = max((int(np.count_nonzero(np.isin(f.detections.class_id, class_ids))) for f in frames), default=0) > 1
+    tracks = sorted({int(t) for f in frames for t, c in zip(f.detections.track_id, f.detections.class_id)
+                     if t >= 0 and c in class_ids})
+    detected = ", ".join(f"{COCO_CLASSES[int(c)]} ({conf[int(c)]:.2f})" for c in class_ids)
+    words = [WordEvidence(kind, "object", tracks, round(max(conf[int(c)] for c in class_ids), 3), "supported",
+                          f"detected as {detected}: sure it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
+                          f"not which one")]
+    parts = [f"{kind}s" if several else with_article(kind)]
+    if scene_words:
+        parts.append(scene_words[0] if scene_words[0] in MASS_NOUNS or scene_words[0].endswith("s")
+                     else with_article(scene_words[0]))
+    return _in_view(parts, several or len(parts) > 1), words
 
 
 def in_view_caption(counts: list[tuple[str, int]]) -> str:
@@ -107,21 +137,28 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     ``NOTHING_SEEN``. ``frame_size``: (width, height) pixels, None for frames without a picture
     (whose motion cannot be checked)."""
     network = trained.network
-    named = grounded_objects(trained, frames)
+    seen = seen_objects(trained, frames)
+    named = seen.select(trained.evidence.passes(seen))
     times = [round(f.t_sec, 3) for f in frames]
     cells = window_cells([f.cells for f in frames])
     emb = network.cfg.embedding_dim
     scenes = scene_evidence(trained.concepts, [f.token[:emb] for f in frames], cells, options.imgsz)
-    if len(named) == 0:  # no object with enough evidence: the scene the pixels support, else say so; never guess
-        if scenes is None or not scenes.supported:
+    if len(named) == 0:  # no object with enough evidence: a sure kind, the scene the pixels support, else say so; never guess
+        said = sorted(scenes.supported, key=lambda w: -scenes.probability[w])[:2] if scenes is not None else []
+        scene_words = [WordEvidence(w, "scene", [], round(scenes.probability[w], 3), "supported", "the concept head on the pixels")
+                       for w in said]
+        kind = kind_caption(trained, frames, seen, said)
+        if kind is not None:
+            caption, words = kind
+            return caption, 1.0, Evidence([], [], times, {}, words + scene_words[:1])
+        if not said:
             return NOTHING_SEEN, 1.0, Evidence([], [], times)
-        said = sorted(scenes.supported, key=lambda w: -scenes.probability[w])[:2]
-        words = [WordEvidence(w, "scene", [], round(scenes.probability[w], 3), "supported", "the concept head on the pixels")
-                 for w in said]
-        return scene_caption(said), 1.0, Evidence([], [], times, {}, words)
+        return scene_caption(said), 1.0, Evidence([], [], times, {}, scene_words)
     window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs, scenes)
     states = torch.stack([f.state for f in frames])
-    inputs = segment_inputs([states], [named], [cells], network.cfg)
+    tracks = (track_slots(frames, frame_size, emb).of_classes(named.class_ids, network.cfg.track_slots)
+              if network.cfg.track_slots and frame_size is not None else None)
+    inputs = segment_inputs([states], [named], [cells], network.cfg, [tracks])
     decoder = network.decoder
     memory, mask, memory_proj = decoder.memory(inputs)
     odds = search_odds(window)

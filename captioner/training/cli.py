@@ -46,6 +46,10 @@ def cmd_train(argv: Sequence[str]) -> int:
                         help="leave a training source or decoder input out (for ablations; repeatable)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--cell-grid", type=int, choices=(3, 6), default=TrainConfig.cell_grid,
+                        help="grid cells per side the decoder attends over (default %(default)s)")
+    parser.add_argument("--track-slots", type=int, default=TrainConfig.track_slots,
+                        help="per-track motion slots in the decoder's memory, 0 for none (default %(default)s)")
     parser.add_argument("--fps", type=float, default=TrainConfig.analysis_fps,
                         help="analysis frames per second the model is trained at, and will read (default %(default)s)")
     add_perception_args(parser)
@@ -62,8 +66,10 @@ def cmd_train(argv: Sequence[str]) -> int:
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     logging.getLogger("captioner").setLevel(logging.INFO)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps,
-                      **{ABLATIONS[name]: False for name in args.disable})
+    if not 0 <= args.track_slots <= 16:
+        parser.error("--track-slots must be between 0 and 16")
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps, cell_grid=args.cell_grid,
+                      track_slots=args.track_slots, **{ABLATIONS[name]: False for name in args.disable})
     start = time.perf_counter()
     perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
     path = run_training(args.videos, captions, photos, args.out, perception, cfg, args.user_captions)
@@ -110,9 +116,10 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
 
 def cmd_calibrate(argv: Sequence[str]) -> int:
-    """Refit the evidence heads of an existing checkpoint: the verb evidence thresholds and the
-    scene-word concept head (no retraining: the network, vocabulary and evidence bar are kept byte
-    for byte; only ``verb_evidence`` and ``concepts`` are replaced)."""
+    """Refit the evidence heads of an existing checkpoint: the verb evidence thresholds, the
+    scene-word concept head and the evidence bar's kind thresholds (no retraining: the network,
+    vocabulary and the rest of the evidence bar are kept byte for byte; only ``verb_evidence``,
+    ``concepts`` and ``evidence_bar.kind_min_conf`` are replaced)."""
     import numpy as np
     import torch
 
@@ -125,11 +132,13 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
     data = shared_data_dir()
     parser = argparse.ArgumentParser(prog="captioner calibrate",
                                      description="Refit a checkpoint's verb evidence thresholds (hand-labelled training "
-                                                 "clips) and its scene-word concept head (Flickr8k train photos).")
+                                                 "clips), its scene-word concept head and the confidence at which a kind "
+                                                 "('an animal') may be named (Flickr8k train photos).")
     parser.add_argument("--videos", type=Path, default=data / "videos", help="folder of the labelled clips (default %(default)s)")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint to update in place (default %(default)s)")
     parser.add_argument("--photos", type=Path, default=data / "images" / "flickr8k",
-                        help="captioned photos for the concept head (default %(default)s); 'none' to keep the checkpoint's")
+                        help="captioned photos for the concept head and the kind thresholds (default %(default)s); "
+                             "'none' to keep the checkpoint's")
     add_perception_args(parser)
     args = parser.parse_args(argv)
     options = caption_options(parser, args)
@@ -156,6 +165,13 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
         from .images import load_photos
 
         photos = load_photos(args.photos, perception, splits=("train",))
+        from ..grounding.evidence import EvidenceBar
+        from .evidence import calibrate_kinds
+
+        bar, kinds = calibrate_kinds(EvidenceBar.from_dict(payload.get("evidence_bar")), photos,
+                                     int(payload["config"]["embedding_dim"]))
+        payload["evidence_bar"] = bar.to_dict()
+        print(f"kinds named when no class passes: {json.dumps(kinds)}")
         head = fit_concepts([p.name for p in photos], np.stack([p.frame.embedding for p in photos]),
                             [p.frame.cells for p in photos], [p.captions for p in photos],
                             payload["grounding"].get("scene_nouns", []), int(payload["config"]["cell_dim"]), perception.imgsz)

@@ -22,6 +22,7 @@ from ..coco import NUM_CLASSES
 from ..events import window_events
 from ..features import FeatureCache, FrameFeatures, VideoFeatures, extract_features
 from ..tokens import WindowObjects, tokens_for_frames, window_cells, window_objects
+from ..track_slots import TrackSlots, track_slots
 from ..video import is_video_file
 from ..vocab import tokenize
 from .describe import all_descriptions
@@ -74,6 +75,7 @@ class CaptionWindow:
     objects: WindowObjects | None = None  # every object seen (the evidence bar is applied at use)
     cells: np.ndarray | None = None  # (G, C) mean grid cells
     human: list[list[str]] = field(default_factory=list)  # the clip's human captions, tokenised
+    tracks: TrackSlots | None = None  # every track with its motion (the evidence bar picks classes at use)
 
 
 @dataclass
@@ -132,7 +134,8 @@ def build_clip(name: str, split: str, features: VideoFeatures, *, window_sec: fl
             objects = window_objects(tokens[lo:hi], emb, [f.detections for f in frames[lo:hi]])
             windows.append(CaptionWindow(lo, hi, [tokenize(t) for t in texts if t], objects,
                                          window_cells([f.cells for f in frames[lo:hi]]),
-                                         [neutral_person_words(tokenize(h)) for h in human or []]))
+                                         human=[neutral_person_words(tokenize(h)) for h in human or []],
+                                         tracks=track_slots(frames[lo:hi], size, emb)))
         start += stride_sec
     return ClipData(name, split, size, frames, tokens, presence, enter, leave, direction, valid, windows)
 

@@ -30,6 +30,7 @@ from ..grounding.evidence import EvidenceBar
 from ..grounding.verbs import VerbEvidence
 from ..model import STYLE_EVENTS, STYLE_HUMAN, CaptionModel, ModelConfig, next_event_loss, segment_inputs
 from ..tokens import TokenLayout, WindowObjects, tokens_for_frames, window_objects
+from ..track_slots import TrackSlots, track_slots
 from ..vocab import Vocabulary
 from . import corpora, evidence, pairs
 from .dataset import (VALIDATION_CLIPS, ClipData, captioned_clip_stems, captioned_video_ids, distractor_pool, load_clips,
@@ -74,6 +75,11 @@ class TrainConfig:
     use_clip_captions: bool = True
     use_cells: bool = True
     use_appearance: bool = True
+    # the decoder's memory: grid cells per side it attends over (3: 3x3 block means of the 6x6
+    # cells; 6: every cell) and per-track motion slots (0: class slots only). The shipped model
+    # is 3 / 0: 6 / 6 was trained and measured no better (model card, "Tried: 6x6 cells and per-track motion slots")
+    cell_grid: int = 3
+    track_slots: int = 0
 
 
 @dataclass
@@ -86,6 +92,7 @@ class PhotoExample:
     objects: WindowObjects
     cells: np.ndarray | None
     captions: list[list[str]]
+    tracks: TrackSlots | None = None  # one still slot per box
 
 
 @dataclass
@@ -118,9 +125,18 @@ def named(objects: WindowObjects, bar: EvidenceBar) -> WindowObjects:
     return objects.select(bar.passes(objects))
 
 
+def shown_tracks(tracks: TrackSlots | None, shown: WindowObjects, hide_pixels: bool = False) -> TrackSlots | None:
+    """The track slots the decoder is shown: tracks of the classes that passed the bar (as at inference)."""
+    if tracks is None:
+        return None
+    tracks = tracks.of_classes(shown.class_ids)
+    return tracks.without_appearance() if hide_pixels else tracks
+
+
 def caption_loss(model: CaptionModel, states: list[torch.Tensor], objects: list[WindowObjects], cells: list,
-                 captions: list[list[str]], vocab: Vocabulary, cfg: TrainConfig, style: int) -> torch.Tensor:
-    inputs = segment_inputs(states, objects, cells, model.cfg)
+                 captions: list[list[str]], vocab: Vocabulary, cfg: TrainConfig, style: int,
+                 tracks: list | None = None) -> torch.Tensor:
+    inputs = segment_inputs(states, objects, cells, model.cfg, tracks)
     ids = pad_tokens([vocab.encode(c) for c in captions], cfg.max_caption_tokens + 2)
     return model.caption_loss(inputs, torch.full((len(captions),), style, dtype=torch.long), ids)
 
@@ -142,8 +158,10 @@ def photo_batch(model: CaptionModel, photos: Sequence[PhotoExample], vocab: Voca
     frames = rng.choice(cfg.still_frames)
     tokens = torch.from_numpy(np.stack([p.token for p in photos]))[:, None].expand(-1, frames, -1).contiguous()
     states, _ = model.encode(tokens)
-    return caption_loss(model, list(states), [named(p.objects, bar) for p in photos], [p.cells for p in photos],
-                        [rng.choice(p.captions) for p in photos], vocab, cfg, STYLE_HUMAN)
+    objects = [named(p.objects, bar) for p in photos]
+    return caption_loss(model, list(states), objects, [p.cells for p in photos],
+                        [rng.choice(p.captions) for p in photos], vocab, cfg, STYLE_HUMAN,
+                        [shown_tracks(p.tracks, o) for p, o in zip(photos, objects)])
 
 
 def clip_losses(model: CaptionModel, clip: ClipData, vocab: Vocabulary, cfg: TrainConfig, rng: random.Random,
@@ -177,7 +195,8 @@ def clip_losses(model: CaptionModel, clip: ClipData, vocab: Vocabulary, cfg: Tra
                                      np.zeros_like(o.appearance)) for o in objects]
         losses.append(caption_loss(model, [states[0, w.start - lo:w.end - lo] for w in chosen], objects,
                                    [None if hide_pixels else w.cells for w in chosen],
-                                   [rng.choice(texts(w)) for w in chosen], vocab, cfg, style))
+                                   [rng.choice(texts(w)) for w in chosen], vocab, cfg, style,
+                                   [shown_tracks(w.tracks, o, hide_pixels) for w, o in zip(chosen, objects)]))
     return next_loss, losses[0], losses[1]
 
 
@@ -202,7 +221,8 @@ def photo_examples(photos: Sequence[CaptionedPhoto], embedding_dim: int) -> list
     for p in photos:
         token = tokens_for_frames([p.frame], p.frame_size, embedding_dim)
         out.append(PhotoExample(p.name, token[0], window_objects(token, embedding_dim, [p.frame.detections]),
-                                p.frame.cells, [neutral_person_words(c) for c in p.captions]))
+                                p.frame.cells, [neutral_person_words(c) for c in p.captions],
+                                track_slots([p.frame], p.frame_size, embedding_dim)))
     return out
 
 
@@ -235,6 +255,7 @@ def prepare_data(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     bar, bar_report = evidence.calibrate(evidence.label_photos(photos_train, emb),
                                          evidence.label_clip_windows([c for c in clips if c.split != "train"],
                                                                      evidence.load_presence(), emb))
+    bar, bar_report["kinds"] = evidence.calibrate_kinds(bar, photos_train, emb)
     stats = {
         "clips": {s: sum(c.split == s for c in clips) for s in ("train", "val", "test")},
         "clip_frames_train": int(sum(len(c.frames) for c in train_clips)),
@@ -271,7 +292,8 @@ def _train_loop(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_ev
     rng = random.Random(cfg.seed)
     model = CaptionModel(ModelConfig(embedding_dim=embedding_dim, vocab_size=len(data.vocab),
                                      max_caption_len=cfg.max_caption_tokens, use_cells=cfg.use_cells,
-                                     use_appearance=cfg.use_appearance))
+                                     use_appearance=cfg.use_appearance, track_slots=int(cfg.track_slots),
+                                     cell_count=cfg.cell_grid ** 2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     train_clips = [c for c in data.clips if c.split == "train" and len(c.frames) >= 2]
