@@ -24,6 +24,15 @@ def box_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return inter, (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
 
+def share_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) for paired rows of two (N, 4) xyxy arrays: the intersection over the smaller box's area
+    (1 when one box lies inside the other: a rider on a bicycle, a hand on a cup)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    inter = np.prod(np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None), axis=1)
+    smaller = np.minimum(np.prod(a[:, 2:] - a[:, :2], axis=1), np.prod(b[:, 2:] - b[:, :2], axis=1))
+    return inter / np.maximum(smaller, 1e-6)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) intersection over union."""
     inter, area_a, area_b = box_overlaps(a, b)

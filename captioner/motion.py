@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .boxes import share_of_smaller
 from .coco import ANIMATE_CLASSES, CLASS_INDEX, COCO_CLASSES
 from .events import MIN_TRACK_FRAMES, TimedDetections, _check_size, _collect_tracks, _steady
 
@@ -105,9 +106,7 @@ def _partners(track, ridden: list) -> tuple[int, ...]:
             continue
         mine = track.box_xyxy[np.searchsorted(track.pos, shared)]
         theirs = other.box_xyxy[np.searchsorted(other.pos, shared)]
-        inter = np.prod(np.clip(np.minimum(mine[:, 2:], theirs[:, 2:]) - np.maximum(mine[:, :2], theirs[:, :2]), 0, None), axis=1)
-        smaller = np.minimum(np.prod(mine[:, 2:] - mine[:, :2], axis=1), np.prod(theirs[:, 2:] - theirs[:, :2], axis=1))
-        if 2 * np.count_nonzero(inter / np.maximum(smaller, 1e-6) >= ON_SHARE) >= len(shared):
+        if 2 * np.count_nonzero(share_of_smaller(mine, theirs) >= ON_SHARE) >= len(shared):
             found.append(other.track_id)
     return tuple(found)
 
@@ -126,19 +125,27 @@ def _covered_cells(detections, grid: int, frame_size: tuple[int, int]) -> np.nda
     return covered.ravel()
 
 
+def _cell_changes(cells: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """(T-1, G): how much each grid cell changed (1 - cosine) between consecutive analysed frames;
+    None without cells."""
+    if len(cells) < 2 or any(c is None for c in cells):
+        return None
+    grid = np.stack([np.asarray(c, np.float32) for c in cells])  # (T, G, C)
+    unit = grid / np.maximum(np.linalg.norm(grid, axis=2, keepdims=True), 1e-6)
+    return 1.0 - (unit[1:] * unit[:-1]).sum(axis=2)
+
+
 def background_change(cells: Sequence[np.ndarray | None], frames: Sequence[TimedDetections] | None = None,
                       frame_size: tuple[int, int] | None = None) -> float | None:
     """How much the background changed: per consecutive pair of frames, the median change (1 -
     cosine) of the grid cells no box touches in either frame (what moves there is the view itself,
     not an object); the median over pairs. Without frames (or size), over all cells. None without
     cells, or when boxes leave fewer than ``MIN_BACKGROUND_CELLS`` free in every pair."""
-    if len(cells) < 2 or any(c is None for c in cells):
+    change = _cell_changes(cells)
+    if change is None:
         return None
-    grid_cells = np.stack([np.asarray(c, np.float32) for c in cells])  # (T, G, C)
-    unit = grid_cells / np.maximum(np.linalg.norm(grid_cells, axis=2, keepdims=True), 1e-6)
-    change = 1.0 - (unit[1:] * unit[:-1]).sum(axis=2)  # (T-1, G)
-    side = int(round(grid_cells.shape[1] ** 0.5))
-    if frames is None or frame_size is None or side * side != grid_cells.shape[1]:
+    side = int(round(change.shape[1] ** 0.5))
+    if frames is None or frame_size is None or side * side != change.shape[1]:
         return float(np.median(np.median(change, axis=1)))
     covered = [_covered_cells(f.detections, side, frame_size) for f in frames]
     per_pair = [float(np.median(change[i][free])) for i in range(len(change))
@@ -160,11 +167,10 @@ def cuts_between(cells: Sequence[np.ndarray | None]) -> np.ndarray | None:
     """(T-1,) bool: whether the shot changed between analysed frames i and i+1: most of the last
     neck map changed at once, far more than just before and after (a walker, a pan or a swung
     camera changes it over several frames); None without cells."""
-    if len(cells) < 2 or any(c is None for c in cells):
+    changes = _cell_changes(cells)
+    if changes is None:
         return None
-    grid = np.stack([np.asarray(c, np.float32) for c in cells])
-    unit = grid / np.maximum(np.linalg.norm(grid, axis=2, keepdims=True), 1e-6)
-    change = np.median(1.0 - (unit[1:] * unit[:-1]).sum(axis=2), axis=1)
+    change = np.median(changes, axis=1)
     padded = np.concatenate([[0.0], change, [0.0]])
     neighbours = np.maximum(padded[:-2], padded[2:])
     return (change >= CUT_CHANGE) & (change >= CUT_SPIKE * neighbours)

@@ -19,7 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .events import TimedDetections
+from .boxes import share_of_smaller
+from .events import TimedDetections, _steady
+from .motion import ANIMATE_IDS, ON_SHARE, RIDDEN_IDS
 
 # signed horizontal / vertical centre speed (frame widths, heights per s), log1p body speed (box
 # heights/s), log1p net path (box heights), signed growth d log(area)/dt (> 0: toward the camera),
@@ -29,7 +31,6 @@ from .events import TimedDetections
 TRACK_FEATURES = 17
 MAX_TRACK_SLOTS = 6  # the most salient tracks of a window; a crowd's 30 walkers say no more than 6
 _SPEED_CLIP, _GROWTH_CLIP, _LIMB_CLIP = 1.0, 2.0, 3.0  # per s: beyond these it is a cut or a tracker jump
-ON_SHARE = 0.3  # of the smaller box inside the other: a rider on a bicycle (as in ``motion.py``)
 
 
 @dataclass
@@ -62,11 +63,6 @@ class TrackSlots:
 
     def without_appearance(self) -> "TrackSlots":
         return TrackSlots(self.class_ids, self.features, np.zeros_like(self.appearance), self.track_ids)
-
-
-def _steady(rates: np.ndarray) -> float:
-    """Median of frame-to-frame rates (one jump, a cut or a gesture, is not a motion)."""
-    return float(np.median(rates)) if len(rates) else 0.0
 
 
 def track_slots(frames: Sequence[TimedDetections], frame_size: tuple[int, int], embedding_dim: int,
@@ -141,8 +137,6 @@ RIDES_COLUMN = 13
 def _mark_riders(features: np.ndarray, classes: list[int], samples: dict, frames) -> None:
     """Set ``rides`` where a person's or animal's box lies on a rideable thing's box in at least
     half of the frames both are seen in (the rule of ``motion._partners``)."""
-    from .motion import ANIMATE_IDS, RIDDEN_IDS
-
     keys = list(samples)
     riders = [i for i, c in enumerate(classes) if c in ANIMATE_IDS]
     ridden = [i for i, c in enumerate(classes) if c in RIDDEN_IDS]
@@ -160,12 +154,7 @@ def _mark_riders(features: np.ndarray, classes: list[int], samples: dict, frames
             shared = sorted(set(samples[keys[i]]) & set(samples[keys[j]]))
             if not shared:
                 continue
-            on = 0
-            for pos in shared:
-                a, b = box(i, pos), box(j, pos)
-                inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
-                smaller = min(np.prod(a[2:] - a[:2]), np.prod(b[2:] - b[:2]))
-                on += inter / max(smaller, 1e-6) >= ON_SHARE
-            if 2 * on >= len(shared):
+            on = share_of_smaller(np.stack([box(i, pos) for pos in shared]), np.stack([box(j, pos) for pos in shared]))
+            if 2 * np.count_nonzero(on >= ON_SHARE) >= len(shared):
                 features[i, RIDES_COLUMN] = 1.0
                 break

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..coco import CLASS_INDEX, COCO_CLASSES
+from ..coco import CLASS_INDEX, COCO_CLASSES, KIND_CLASSES
 from ..grounding.evidence import EvidenceBar
 from ..tokens import SLOT_CONF, WindowObjects, tokens_for_frames, window_objects
 from .images import CaptionedPhoto
@@ -165,7 +165,6 @@ def calibrate(photos: Sequence[LabelledObjects], windows: Sequence[LabelledObjec
     return best, report
 
 
-
 MIN_KIND_PRECISION = 0.9  # "an animal" must be right at least this often where it is said
 MIN_KIND_SAID = 20  # ... over at least this many training photos
 
@@ -176,8 +175,6 @@ def calibrate_kinds(bar: EvidenceBar, photos: Sequence[CaptionedPhoto], embeddin
     detection (at least the bar's ``min_conf``) at which the photo's captions name one of the
     kind's classes at least ``MIN_KIND_PRECISION`` of the time (a dog the detector calls a cow is
     still an animal); kinds no threshold makes that sure are left out (never said)."""
-    from ..coco import KIND_CLASSES
-
     # never below the bar's own confidence: a kind waives the per-class floors (the detector mixing
     # up animals), not the doubt itself (a "bird 0.31" on a slide's question mark is no animal)
     grid = [round(float(x), 2) for x in np.arange(0.25, 0.91, 0.05) if x >= bar.min_conf - 1e-9]

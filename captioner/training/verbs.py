@@ -17,7 +17,7 @@ window counts are stored with the thresholds. A signal no threshold separates (b
 below ``MIN_USEFUL``) is switched off (threshold = inf) rather than trusted. The camera check is
 held to more: calling a still camera moving throws away the evidence of every track in the window
 (walking and standing become unknown, parked cars "drive"), so its threshold is the lowest that
-calls at most ``MAX_STILL_CALLED_WALKING`` of the still-camera windows moving, and it is used only
+calls at most ``MAX_STILL_CALLED_MOVING`` of the still-camera windows moving, and it is used only
 if that still finds ``MIN_CAMERA_FOUND`` of the moving-camera windows.
 """
 
@@ -41,6 +41,7 @@ VERBS_FILE = Path(__file__).parent / "data" / "clip_verbs.json"
 WINDOW_FRAMES = 16  # 4 s at the 4 fps analysis rate
 MIN_USEFUL = 0.75  # balanced accuracy under which a signal is not used
 MAX_STILL_CALLED_WALKING = 0.1
+MAX_STILL_CALLED_MOVING = 0.1  # the camera check may call at most this share of still-camera windows moving
 MIN_CAMERA_FOUND = 0.5  # the camera check must find at least this share of the moving-camera windows
 MIN_SUPPORT_PRECISION = 0.8  # a class is made likelier where supported only if it was true this often...
 MIN_SUPPORTED = 3  # ... over at least this many supported windows
@@ -187,7 +188,7 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     if len(moving_values) and len(static_values):
         for threshold in (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.08):
             false_alarms = float(np.mean(static_values >= threshold))
-            if false_alarms <= MAX_STILL_CALLED_WALKING:
+            if false_alarms <= MAX_STILL_CALLED_MOVING:
                 camera, found = threshold, float(np.mean(moving_values >= threshold))
                 break
     report["camera"] = {"moving_windows": len(moving_values), "static_windows": len(static_values),
