@@ -57,12 +57,16 @@ ANIMATE_CLASSES = frozenset({
     "person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
 })
 
-# Kinds a caption may name when the detector is sure of the kind but not of the class: a dog it
-# scores "cow 0.79" is an animal; a dune buggy it scores "truck 0.65" is a vehicle.
+# Kinds a caption may name when no class passes the evidence bar but the detector is sure of the
+# kind: a dog it scores "cow 0.79" is an animal; a dune buggy it scores "truck 0.65" is a vehicle;
+# on a picture where nothing else is sure, a "person 0.35" is a person (each kind's confidence
+# floor is calibrated on photos: ``training/evidence.calibrate_kinds``).
 KIND_CLASSES = {
     "animal": frozenset(ANIMATE_CLASSES - {"person"}),
     "vehicle": frozenset({"bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat"}),
+    "person": frozenset({"person"}),
 }
+KIND_PLURALS = {"animal": "animals", "vehicle": "vehicles", "person": "people"}
 
 # Things a person or animal can be on or in, and things that do something: a caption may say
 # "sitting on a bench", "riding a horse", "a dog is running", but "sitting on a television" or

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .checkpoint import TrainedModel
-from .coco import COCO_CLASSES, class_word, with_article
+from .coco import COCO_CLASSES, KIND_PLURALS, class_word, with_article
 from .concepts import scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
@@ -43,9 +43,11 @@ def grounded_objects(trained: TrainedModel, frames: Sequence) -> WindowObjects:
 def kind_caption(trained: TrainedModel, frames: Sequence, objects: WindowObjects,
                  scene_words: list[str]) -> tuple[str, list[WordEvidence]] | None:
     """For a window none of whose objects may be named: "an animal is in view" where the detector
-    is sure of the kind, not of the class (``EvidenceBar.kinds_seen``), with the surest scene word
-    the concept head supports; None when no kind is sure enough."""
-    kinds = trained.evidence.kinds_seen(objects)
+    is sure of the kind, not of the class, and "a person is in view" for a person it scores below
+    the bar on a picture where nothing else is sure (``EvidenceBar.kinds_seen``), with the surest
+    scene word the concept head supports; None when no kind is sure enough."""
+    still = len(frames) == 1
+    kinds = trained.evidence.kinds_seen(objects, still=still)
     if not kinds:
         return None
     kind, class_ids = kinds[0]
@@ -54,10 +56,13 @@ def kind_caption(trained: TrainedModel, frames: Sequence, objects: WindowObjects
     tracks = sorted({int(t) for f in frames for t, c in zip(f.detections.track_id, f.detections.class_id)
                      if t >= 0 and c in class_ids})
     detected = ", ".join(f"{COCO_CLASSES[int(c)]} ({conf[int(c)]:.2f})" for c in class_ids)
-    words = [WordEvidence(kind, "object", tracks, round(max(conf[int(c)] for c in class_ids), 3), "supported",
-                          f"detected as {detected}: sure it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
-                          f"not which one")]
-    parts = [f"{kind}s" if several else with_article(kind)]
+    floor = trained.evidence.kind_min_conf[kind]
+    why = (f"detected as {detected}: below the bar, but on a picture where nothing else is sure a {kind} "
+           f"scored >= {floor:.2f} is one" if kind == "person" else
+           f"detected as {detected}: sure it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not which one")
+    words = [WordEvidence(KIND_PLURALS[kind] if several else kind, "object", tracks,
+                          round(max(conf[int(c)] for c in class_ids), 3), "supported", why)]
+    parts = [KIND_PLURALS[kind] if several else with_article(kind)]
     if scene_words:
         parts.append(scene_words[0] if scene_words[0] in MASS_NOUNS or scene_words[0].endswith("s")
                      else with_article(scene_words[0]))

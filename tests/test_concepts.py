@@ -4,6 +4,7 @@ where it lets a scene word be said (``grounding``)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from captioner.concepts import ConceptHead, SceneEvidence, scene_evidence
@@ -27,16 +28,29 @@ def toy_photos(n: int = 400, seed: int = 0):
         names.append(f"{i}.jpg")
         embeddings.append(emb)
         cells.append(grid)
-        captions.append([["a", "dog", "on", "the", *words]] * 2 + [["a", "dog"]] * 3)
+        said = [t for w in words for t in ("near", "the", w)]
+        captions.append([["a", "dog", *said]] * 2 + [["a", "dog"]] * 3)
     return names, np.stack(embeddings), cells, captions
 
 
-def test_targets_need_two_captions():
+@pytest.fixture(scope="module")
+def wordnet():
+    """Targets count noun uses, which the WordNet lexicon reads."""
+    from captioner.training.lexicon import wordnet_available
+
+    if not wordnet_available():
+        pytest.skip("needs NLTK's WordNet (set NLTK_DATA, e.g. ../shared/data/nltk_data)")
+
+
+def test_targets_need_two_captions(wordnet):
     captions = [[["a", "snowy", "snow"], ["snow", "here"], ["a", "dog"]], [["snow"], ["a", "dog"], ["dog"]]]
     assert concept_targets(captions, ["snow", "dog"]).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    # only a noun use counts: people who stand make no "stand" (a word that once got a bar so)
+    standing = [[["people", "stand", "in", "the", "park"]] * 3, [["a", "person", "at", "a", "stand"]] * 3]
+    assert concept_targets(standing, ["stand", "park"]).tolist() == [[0.0, 1.0], [1.0, 0.0]]
 
 
-def test_the_head_learns_what_the_pixels_show_and_bars_what_they_do_not():
+def test_the_head_learns_what_the_pixels_show_and_bars_what_they_do_not(wordnet):
     names, embeddings, cells, captions = toy_photos()
     head = fit_concepts(names, embeddings, cells, captions, ["snow", "beach", "shirt", "piano"], C, imgsz=640)
     assert head.words == ["snow", "beach", "shirt"]  # "piano": fewer than MIN_PHOTOS photos
@@ -132,3 +146,33 @@ def test_a_sure_kind_is_named_when_no_class_passes():
     # stored in the checkpoint with the rest of the bar
     assert EvidenceBar.from_dict(bar.to_dict()).kind_min_conf == {"animal": 0.6, "vehicle": 0.5}
     assert EvidenceBar.from_dict({"min_conf": 0.5}).kind_min_conf == {}
+
+
+def test_a_person_below_the_bar_is_named_on_a_still_picture_only():
+    """Kind floors are fitted on photos, where nothing else being sure is itself evidence; a video
+    window also needs the bar's own confidence."""
+    from types import SimpleNamespace
+
+    from captioner.coco import CLASS_INDEX
+    from captioner.grounding.evidence import EvidenceBar
+    from captioner.tokens import SLOT_CONF, SLOT_SHARE, WindowObjects
+    from captioner.windows import kind_caption
+    from frames import frame
+
+    person = CLASS_INDEX["person"]
+    features = np.zeros((1, 6), np.float32)
+    features[:, SLOT_SHARE], features[:, SLOT_CONF] = 1.0, 0.38
+    objects = WindowObjects(np.array([person]), features, np.zeros((1, 4), np.float32))
+    bar = EvidenceBar(min_conf=0.45, kind_min_conf={"person": 0.35})
+    assert not bar.passes(objects).any()
+    assert [k for k, _ in bar.kinds_seen(objects, still=True)] == ["person"]
+    assert bar.kinds_seen(objects, still=False) == []  # a video window: 0.38 < the bar's 0.45
+    trained = SimpleNamespace(evidence=bar)
+    one = [frame(0, ((100, 50, 300, 300), "person", 4))]
+    caption, words = kind_caption(trained, one, objects, [])
+    assert caption == "a person is in view" and words[0].word == "person" and "below the bar" in words[0].why
+    two = [frame(0, ((100, 50, 300, 300), "person", 4), ((350, 50, 600, 300), "person", 5))]
+    caption, words = kind_caption(trained, two, objects, ["beach"])
+    assert caption == "people and a beach are in view" and words[0].word == "people"  # the word the caption says
+    video = one + [frame(0.25, ((100, 50, 300, 300), "person", 4))]
+    assert kind_caption(trained, video, objects, []) is None

@@ -75,14 +75,18 @@ class EvidenceBar:
         return (share >= self.min_share) & (conf >= floor) & (
             (conf >= self.min_conf) | (weak & (f[:, SLOT_TRACKED] >= self.min_tracked)) | (weak & (f[:, SLOT_AREA] >= self.min_area)))
 
-    def kinds_seen(self, objects: WindowObjects) -> list[tuple[str, np.ndarray]]:
-        """The kinds (animal, vehicle) the detector is sure of although of no one class: among the
-        objects seen in ``min_share`` of the frames, the kind's classes reach ``kind_min_conf``.
-        [(kind, the COCO ids of its classes seen)], surest first; for a window none of whose
-        objects passes (``passes``)."""
+    def kinds_seen(self, objects: WindowObjects, still: bool = False) -> list[tuple[str, np.ndarray]]:
+        """The kinds (animal, vehicle, person) the detector is sure of although no class passes:
+        among the objects seen in ``min_share`` of the frames, the kind's classes reach
+        ``kind_min_conf``. [(kind, the COCO ids of its classes seen)], surest first; for a window
+        none of whose objects passes (``passes``). The floors were fitted on photos, so they hold
+        as they are for a ``still`` picture; a video window also needs the bar's own ``min_conf``
+        (a kind there waives the per-class floors, not the doubt: a "bird 0.31" on a slide's
+        question mark is no animal)."""
         f = objects.features
         found = []
         for kind, threshold in self.kind_min_conf.items():
+            threshold = threshold if still else max(threshold, self.min_conf)
             members = np.isin(objects.class_ids, [CLASS_INDEX[n] for n in KIND_CLASSES[kind]]) & (f[:, SLOT_SHARE] >= self.min_share)
             if members.any() and f[members, SLOT_CONF].max() >= threshold:
                 found.append((float(f[members, SLOT_CONF].max()), kind, objects.class_ids[members]))

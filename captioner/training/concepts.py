@@ -38,13 +38,17 @@ def concept_features(embedding: np.ndarray, cells: np.ndarray | None, cell_dim: 
 
 
 def concept_targets(captions: Sequence[Sequence[Sequence[str]]], words: Sequence[str]) -> np.ndarray:
-    """(N, K) 0/1: photo n has word k in at least ``MIN_CAPTIONS`` of its captions."""
+    """(N, K) 0/1: photo n has word k in at least ``MIN_CAPTIONS`` of its captions, used as a noun
+    (``lexicon.mentioned_objects``: "a fruit stand", "in the park", not "people stand", "they park")."""
+    from .lexicon import mentioned_objects
+
     index = {w: k for k, w in enumerate(words)}
     out = np.zeros((len(captions), len(words)), np.float32)
     for n, photo in enumerate(captions):
         said = np.zeros(len(words))
         for caption in photo:
-            for w in set(caption) & index.keys():
+            nouns = {caption[m.token_index] for m in mentioned_objects(caption)}
+            for w in nouns & index.keys():
                 said[index[w]] += 1
         out[n] = said >= MIN_CAPTIONS
     return out

@@ -172,12 +172,13 @@ MIN_KIND_SAID = 20  # ... over at least this many training photos
 def calibrate_kinds(bar: EvidenceBar, photos: Sequence[CaptionedPhoto], embedding_dim: int) -> tuple[EvidenceBar, dict]:
     """``bar`` with its ``kind_min_conf``: for each kind (``coco.KIND_CLASSES``), on the training
     photos none of whose objects passes ``bar``, the lowest confidence of the kind's best
-    detection (at least the bar's ``min_conf``) at which the photo's captions name one of the
+    detection at which the photo's captions name one of the
     kind's classes at least ``MIN_KIND_PRECISION`` of the time (a dog the detector calls a cow is
     still an animal); kinds no threshold makes that sure are left out (never said)."""
-    # never below the bar's own confidence: a kind waives the per-class floors (the detector mixing
-    # up animals), not the doubt itself (a "bird 0.31" on a slide's question mark is no animal)
-    grid = [round(float(x), 2) for x in np.arange(0.25, 0.91, 0.05) if x >= bar.min_conf - 1e-9]
+    # from the detector's own threshold up: fitted on photos, where nothing else being sure is
+    # itself evidence (a Flickr8k photo shows somebody or something); a video window also needs the
+    # bar's own confidence (``EvidenceBar.kinds_seen``)
+    grid = [round(float(x), 2) for x in np.arange(0.25, 0.91, 0.05)]
     candidates: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in KIND_CLASSES}
     for photo in photos:
         objects = photo_objects(photo, embedding_dim)
