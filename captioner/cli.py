@@ -247,12 +247,15 @@ def cmd_live(argv: Sequence[str]) -> int:
     parser.add_argument("--reconnect", type=int, default=3, help="times to reopen a stream that drops (default %(default)s)")
     parser.add_argument("--every", type=float, default=CaptionOptions.caption_every_sec,
                         help="seconds between live caption refreshes (default %(default)s)")
+    parser.add_argument("--caption-inline", action="store_true",
+                        help="refresh the live caption in the frame's own thread, not a worker (faster where YOLO "
+                             "already fills every core, e.g. imgsz 640 on 2 cores)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     add_caption_args(parser)
     args = parser.parse_args(argv)
     options = caption_options(parser, args)
     try:
-        options = options.replace(caption_every_sec=args.every)
+        options = options.replace(caption_every_sec=args.every, caption_in_background=not args.caption_inline)
     except OptionsError as exc:
         parser.error(str(exc))
     if args.duration is not None and args.duration <= 0:

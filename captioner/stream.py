@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -66,6 +67,14 @@ class StreamUpdate:
 
 # ---- the stream ---------------------------------------------------------------------------------
 
+# One worker thread, shared by every live stream, writes the live preview captions
+# (``CaptionOptions.caption_in_background``): the beam search (25-65 ms on a 2-core CPU) then never
+# holds up the frame that asked for it, so boxes and forecasts keep their pace; the caption shows
+# with the first frame after it is written. A stream asks again only once its last preview is in.
+# The segments a stream closes are written inline, as offline captioning writes them.
+_PREVIEW_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="captioner-preview")
+
+
 class Stream:
     """All the state of one source. Create it with ``Captioner.new_live_stream`` (live) or let
     ``Captioner.caption`` make one (offline); never share one between sources."""
@@ -88,6 +97,7 @@ class Stream:
         self.caption, self.forecast = "", []
         self.last_analysed: AnalysedFrame | None = None
         self._preview_t = -float("inf")
+        self._preview: Future | None = None  # the live preview caption being written
         self.source_fps = source_fps
         self.last_t: float | None = None  # the latest frame pushed (analysed or not), and the one before
         self._prev_t: float | None = None
@@ -126,7 +136,8 @@ class Stream:
                 detections = self.perception.display_detections(frame.image_bgr)
             else:
                 detections = self.last_analysed.detections if self.last_analysed else Detections.empty()
-            updates.append(StreamUpdate(frame.t_sec, detections, False, self.caption, self.forecast, False))
+            changed = self._take_preview()
+            updates.append(StreamUpdate(frame.t_sec, detections, False, self.caption, self.forecast, changed))
         return updates
 
     def push_features(self, frame: FrameFeatures) -> StreamUpdate:
@@ -149,10 +160,16 @@ class Stream:
         if self.live:
             self.forecast = forecast_lines(forecast_next(self.trained, list(self.recent), self.frame_size, self.arrivals),
                                            self.options.forecast_lines)
-            if frame.t_sec - self._preview_t >= self.options.caption_every_sec:
+            changed = self._take_preview()
+            if self._preview is None and frame.t_sec - self._preview_t >= self.options.caption_every_sec:
                 preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
-                caption, _, _ = describe_window(self.trained, preview, self.options, self.frame_size)
-                changed, self.caption, self._preview_t = caption != self.caption, caption, frame.t_sec
+                if self.options.caption_in_background:
+                    self._preview = _PREVIEW_WORKER.submit(describe_window, self.trained, preview, self.options,
+                                                           self.frame_size)
+                else:
+                    caption, _, _ = describe_window(self.trained, preview, self.options, self.frame_size)
+                    changed, self.caption = changed or caption != self.caption, caption
+                self._preview_t = frame.t_sec
         return StreamUpdate(frame.t_sec, frame.detections, True, self.caption, self.forecast, changed, segment)
 
     def finish(self, end_sec: float | None = None) -> Segment | None:
@@ -166,6 +183,20 @@ class Stream:
         return self._close(min(end_sec, self.window_start + self.options.window_sec))
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _take_preview(self, wait: bool = False) -> bool:
+        """Take the live preview caption the worker wrote, if it is done (or once it is, with
+        ``wait``); True when the caption changed. A failure in the worker is raised here."""
+        if self._preview is None or not (wait or self._preview.done()):
+            return False
+        caption = self._preview.result()[0]
+        self._preview = None
+        changed, self.caption = caption != self.caption, caption
+        return changed
+
+    def settle(self) -> bool:
+        """Wait for the preview caption being written (a live stream); True when the caption changed."""
+        return self._take_preview(wait=True)
 
     def _saw(self, t_sec: float) -> None:
         if self.last_t is None or t_sec > self.last_t:

@@ -60,11 +60,46 @@ def test_live_sessions_have_their_own_state(model, sample):
     for i, image in enumerate(frames):
         ua = a.push(image, i * 0.25)
         ub = b.push(blank, i * 0.25)
-    assert len(ua.detections) > 0 and ua.caption and ua.caption != NOTHING_SEEN
-    assert len(ub.detections) == 0 and ub.caption == NOTHING_SEEN  # b never saw a's frames
+    a.settle(), b.settle()  # the preview captions are written by a worker thread
+    assert len(ua.detections) > 0 and a.caption and a.caption != NOTHING_SEEN
+    assert len(ub.detections) == 0 and b.caption == NOTHING_SEEN  # b never saw a's frames
     updates = list(model.stream((img, i * 0.25) for i, img in enumerate(frames[:5])))
     assert len(updates) == 6 and all(u.server_ms > 0 and u.analysed for u in updates[:5])
     assert updates[-1].segment is not None and updates[-1].segment.end == pytest.approx(1.25)  # the open window, closed
+
+
+def test_the_live_preview_caption_never_holds_up_a_frame(model, sample, monkeypatch):
+    """The beam search of a live preview runs on a worker: a frame that asks for a caption goes on
+    at once, and the caption comes with a later frame (``settle`` waits for it)."""
+    import threading
+
+    import captioner.stream as stream_module
+
+    ok, image = cv2.VideoCapture(str(sample)).read()
+    assert ok
+    started, release = threading.Event(), threading.Event()
+    real = stream_module.describe_window
+
+    def slow_describe(*args, **kwargs):
+        started.set()
+        release.wait(10.0)  # were the preview written inline, the push below would wait here
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "describe_window", slow_describe)
+    session = model.new_live_stream((image.shape[1], image.shape[0]))
+    first = session.push(image, 0.0)
+    assert started.wait(10.0) and not release.is_set()
+    assert first.analysed and first.caption == "" and not first.caption_changed
+    second = session.push(image, 0.25)  # the caption is still being written: this frame does not wait
+    assert second.analysed and second.caption == "" and not second.caption_changed
+    release.set()
+    assert session.settle() and session.caption and session.caption != NOTHING_SEEN
+    third = session.push(image, 0.5)
+    assert third.caption == session.caption and not third.caption_changed
+    release.set()
+    inline = model.new_live_stream((image.shape[1], image.shape[0]), caption_in_background=False)
+    first = inline.push(image, 0.0)  # written in the frame's own thread: there at once
+    assert first.caption and first.caption_changed and not inline.settle()
 
 
 def test_merge_segments_joins_identical_neighbours():
