@@ -248,7 +248,7 @@ def run_live(model: Captioner, source: str, *, jsonl: Path | None = None, durati
                 emit(segment_record(update.segment), None)
             top = update.forecast[0] if update.forecast else None
             now = (update.caption, (top.kind, top.class_name) if top else None)
-            if now != shown:
+            if update.caption and now != shown:  # the first caption comes from the worker a frame or two late
                 shown = now
                 line = f"[{update.t_sec:8.2f}s] {update.caption}" + (f"  | next: {top.text}" if top else "")
                 emit({"type": "caption", "t_sec": round(update.t_sec, 3), "caption": update.caption,

@@ -163,7 +163,7 @@ class Stream:
             changed = self._take_preview()
             if self._preview is None and frame.t_sec - self._preview_t >= self.options.caption_every_sec:
                 preview = [f for f in self.recent if f.t_sec > frame.t_sec - self.options.window_sec]
-                if self.options.caption_in_background:
+                if self.options.caption_in_background and self.caption:  # the first one inline: shown at once
                     self._preview = _PREVIEW_WORKER.submit(describe_window, self.trained, preview, self.options,
                                                            self.frame_size)
                 else:
