@@ -99,7 +99,6 @@ def test_the_live_preview_caption_never_holds_up_a_frame(model, sample, monkeypa
     release.set()
     session.settle()
     assert session._preview is None and session.caption and session.caption != NOTHING_SEEN
-    release.set()
     inline = model.new_live_stream((image.shape[1], image.shape[0]), caption_in_background=False)
     first = inline.push(image, 0.0)  # written in the frame's own thread: there at once
     assert first.caption and first.caption_changed and not inline.settle()
