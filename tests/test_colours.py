@@ -70,3 +70,12 @@ def test_joined_colours_must_be_shown_by_one_box():
     assert joined_colours_fit("a black car and a blue car".split(), [black_car, blue_car])  # not joined: each is checked alone
     assert joined_colours_fit("a tan and white dog".split(), [BIT["brown"] | BIT["white"]])  # "tan" is brown in pixels
     assert not joined_colours_fit("a black and white dog".split(), [])  # colours not read: nothing shows them
+
+
+def test_the_colour_table_names_pixels_as_the_rule_does():
+    """box_colours looks pixels up in a table built from _pixel_colours: the same name for any HSV."""
+    from captioner.colours import _COLOUR_TABLE, _S_BIN, _V_BIN, _pixel_colours
+
+    hue, sat, val = np.meshgrid(np.arange(180), np.arange(256), np.arange(256), indexing="ij")
+    hsv = np.stack([hue.ravel(), sat.ravel(), val.ravel()], axis=1)
+    assert np.array_equal(_COLOUR_TABLE[hsv[:, 0], _S_BIN[hsv[:, 1]], _V_BIN[hsv[:, 2]]], _pixel_colours(hsv))
