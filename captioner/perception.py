@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -248,7 +249,16 @@ class Perception:
         self._weights_sha256: str | None = None
         self._network = None  # the export backends' runtime, loaded on first use
         self._runtime_threads: int | None = None  # the export runtime's threads: the cores torch had
+        self.network_idle = threading.Event()  # cleared while the network runs (``decode_yields_to``)
+        self.network_idle.set()
         self._predictor = None  # Ultralytics' predictor, set up by the first pass
+
+    @property
+    def decode_yields_to(self) -> threading.Event | None:
+        """What a frame reader running ahead should wait for (``video.ReadAhead``): with an export
+        backend the runtime's threads fill every core while the network runs, so decoding waits
+        for its pauses; torch's pooling and LSTM use the cores between passes too (None)."""
+        return None if self.backend == "torch" else self.network_idle
 
     def _make_hook(self, layer: int):
         def hook(_module, _inputs, output):
@@ -360,10 +370,15 @@ class Perception:
                 if network.takes_letterboxed_bgr:  # OpenVINO converts the letterboxed uint8 frames in its graph
                     letterboxed = np.stack(predictor.pre_transform(images_bgr))  # (B, H, W, 3) BGR
                     batch = torch.zeros(()).expand(len(images_bgr), 3, *letterboxed.shape[1:3])  # only its shape is read
-                    outputs = network(letterboxed)
+                    inputs = letterboxed
                 else:
                     batch = predictor.preprocess(images_bgr)
-                    outputs = network(batch.numpy())
+                    inputs = batch.numpy()
+                self.network_idle.clear()
+                try:
+                    outputs = network(inputs)
+                finally:
+                    self.network_idle.set()
                 preds, *maps = (torch.from_numpy(x) for x in outputs)
             predictor.batch = ([""] * len(images_bgr), images_bgr, [""] * len(images_bgr))  # what postprocess reads
             results = predictor.postprocess(preds, batch, images_bgr)

@@ -92,7 +92,7 @@ class Captioner:
 
             # decoding runs ahead in a thread (converting only the frames the stream analyses)
             # while YOLO works on the frames before; its sampler decides as the stream's does
-            with ReadAhead(video, self.analysis_fps, options.read_ahead) as frames:
+            with ReadAhead(video, self.analysis_fps, options.read_ahead, self.perception.decode_yields_to) as frames:
                 analysed = 0
                 for frame in frames:
                     if limit and frame.t_sec > limit:

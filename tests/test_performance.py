@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -63,6 +64,53 @@ def test_no_reader_is_left_running_when_the_caller_stops(synthetic_clip, error):
                 if frame.index == 3:
                     raise error()  # e.g. Ctrl-C while YOLO runs
     assert not _readers()
+
+
+class _CountingVideo:
+    """Sixty 4x4 frames at 10 fps; counts how many the reader has pulled."""
+
+    info = SimpleNamespace(fps=10.0)
+
+    def __init__(self):
+        self.pulled = 0
+
+    def frames(self, wants=None):
+        for i in range(60):
+            self.pulled += 1
+            yield SampledFrame(i, i / 10.0, np.full((4, 4, 3), i, np.uint8) if wants(i / 10.0) else None)
+
+
+def test_the_reader_decodes_in_the_networks_pauses(monkeypatch):
+    """With an export runtime on every core the reader, once the caller has a frame waiting, only
+    decodes on while the network is idle (or after a bounded wait): the frames are the same."""
+    from captioner import video as video_module
+
+    monkeypatch.setattr(video_module, "YIELD_WAIT_SEC", 30.0)  # never reached here: the event decides
+    network_idle = threading.Event()  # the network is busy
+    source = _CountingVideo()
+    with ReadAhead(source, 4.0, depth=3, yield_to=network_idle) as frames:
+        time.sleep(0.3)
+        held_back = source.pulled
+        network_idle.set()
+        got = list(frames)
+    assert held_back <= 2  # one converted frame queued, then it waited (the frame after it may have been pulled)
+    assert [f.index for f in got] == list(range(60)) and source.pulled == 60
+    # unbounded by the event: a network that never pauses only slows decoding down
+    monkeypatch.setattr(video_module, "YIELD_WAIT_SEC", 0.001)
+    with ReadAhead(_CountingVideo(), 4.0, depth=3, yield_to=threading.Event()) as frames:
+        assert [f.index for f in frames] == list(range(60))
+    assert not _readers()
+
+
+def test_only_the_export_backends_make_decoding_wait():
+    from captioner.perception import Perception
+
+    torch_backend = Perception.__new__(Perception)
+    torch_backend.backend, torch_backend.network_idle = "torch", threading.Event()
+    assert torch_backend.decode_yields_to is None  # torch's own ops use the cores between passes
+    exported = Perception.__new__(Perception)
+    exported.backend, exported.network_idle = "openvino", threading.Event()
+    assert exported.decode_yields_to is exported.network_idle
 
 
 # ---- batched YOLO offline ---------------------------------------------------------------------
@@ -195,6 +243,15 @@ def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_facto
     stamps = [f.stat().st_mtime_ns for f in onnx_files]
     Perception(imgsz=640, backend=backend).detect([frames[0]])
     assert [f.stat().st_mtime_ns for f in onnx_files] == stamps
+    if backend != "onnx":  # OpenVINO compiles the graph for each input shape it is given, keeping the last few
+        network = exported._network
+        shapes = list(network._requests)
+        assert shapes == [(1, *exported._predictor.pre_transform([frames[0]])[0].shape)]
+        for height in [h for h in (64, 96, 128, 160, 224, 256) if h != shapes[0][1]][:5]:
+            network(np.zeros((1, height, 320, 3), np.uint8))
+        assert len(network._requests) == network.max_shapes and shapes[0] not in network._requests
+        again = exported.detect([frames[0]])[0]
+        assert np.allclose(again.embedding, exported.detect([frames[0]])[0].embedding)
 
 
 def test_int8_calibration_needs_videos(tmp_path, monkeypatch):
