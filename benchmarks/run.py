@@ -7,7 +7,8 @@
 
 Every figure comes from the same run, on the same clips (generated ones when ../shared is
 absent), each measurement in a fresh child process (so peak RSS is its own, and nothing one
-measurement loaded helps the next), after one untimed warm-up pass in that process:
+measurement loaded helps the next), after one untimed warm-up pass in that process; the offline
+ones in ``--repeats`` (3) interleaved rounds, each figure the median round:
 
 - captioner offline: ``load_model(imgsz, backend).caption(clip)`` + writing json/srt/vtt/txt/tsv,
   at default settings; real-time factor = processing s / video s; per-stage seconds from
@@ -270,6 +271,11 @@ def run_child(kind: str, spec: dict, timeout: float = 3600) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time (its stages and memory stay those of one run)."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+
+
 def pick_clips(args) -> tuple[list[str], str]:
     if SHARED_VIDEOS.is_dir() and not args.generated:
         if args.all:
@@ -362,6 +368,7 @@ def main() -> None:
     parser.add_argument("--browser-every", type=float, nargs="+", default=[0.08],
                         help="seconds between frames the page sends, one browser row each (default the app's)")
     parser.add_argument("--browser-sec", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the offline measurements (median reported)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(CHILDREN[args.child[0]](json.loads(args.child[1]))))
@@ -377,7 +384,7 @@ def main() -> None:
     backends = args.backends or ["torch"] + [b for b, m in (("openvino", "openvino"), ("openvino-int8", "nncf"))
                                              if importlib.util.find_spec(m)]
     if args.quick:
-        args.live_sec, args.live_imgsz, args.live_fps, args.imgsz = 3.0, [320], [15.0], 320
+        args.live_sec, args.live_imgsz, args.live_fps, args.imgsz, args.repeats = 3.0, [320], [15.0], 320, 1
         args.browser_imgsz, args.browser_every, args.browser_sec = [320][:len(args.browser_imgsz)], [0.08], 3.0
     browser_ok = Path("/usr/bin/chromium").exists() and importlib.util.find_spec("playwright") is not None
     clips, clips_line = pick_clips(args)
@@ -390,14 +397,22 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="captioner-bench-models-"))
     load_before = os.getloadavg()
     conf = CaptionOptions.conf
-    offline, live = {}, {}
+    offline, live, rounds = {}, {}, {}
     for backend in backends:
         anchor_model = anchor_models(backend, weights, sha256, names, args.imgsz, folder)
         spec = {"clips": clips, "imgsz": args.imgsz, "conf": conf, "backend": backend, "anchor_model": anchor_model,
                 "read_ahead": CaptionOptions.read_ahead}
-        offline[backend] = {kind: run_child(kind, spec) for kind in ("ours", "anchor", "floor")}
-        # the same without the decoding thread: on a machine whose cores the network fills, which is faster?
-        offline[backend]["inline"] = run_child("ours", {**spec, "read_ahead": 0})
+        # ours, the anchor, the floor and ours decoding inline (without the reader thread: on a machine
+        # whose cores the network fills, which is faster?), interleaved, args.repeats rounds: a
+        # shared VM's speed drifts by 10-20 % within minutes, so each figure is the median run and
+        # each ratio is also given per round (the same minute for both)
+        runs: dict[str, list[dict]] = {"ours": [], "anchor": [], "floor": [], "inline": []}
+        for _ in range(args.repeats):
+            for kind in runs:
+                runs[kind].append(run_child("ours" if kind == "inline" else kind,
+                                            {**spec, "read_ahead": 0} if kind == "inline" else spec))
+        offline[backend] = {kind: median_run(done) for kind, done in runs.items()}
+        rounds[backend] = [ours["seconds"] / anchor["seconds"] for ours, anchor in zip(runs["ours"], runs["anchor"])]
         for imgsz in args.live_imgsz:
             for fps in args.live_fps:
                 live[(backend, imgsz, fps)] = run_child("live", {
@@ -421,7 +436,8 @@ def main() -> None:
     print(f"clips: {clips_line}: {video_sec:.1f} s of video; analysis {ANALYSIS_FPS:g} fps; imgsz {args.imgsz}, "
           f"conf {conf}, tracker bytetrack")
     print()
-    print("Offline, real-time factor = processing s / video s (lower is faster)")
+    print(f"Offline, real-time factor = processing s / video s (lower is faster); each figure the median of "
+          f"{args.repeats} interleaved runs")
     print("| backend | captioner | anchor: YOLO.track | captioner / anchor | floor: decode + predict | captioner / floor "
           "| peak RSS captioner / anchor MB |")
     print("|---|---|---|---|---|---|---|")
@@ -431,6 +447,8 @@ def main() -> None:
             print(f"| {label} | {ours['seconds'] / video_sec:.3f} | {anchor['seconds'] / video_sec:.3f} | "
                   f"{ours['seconds'] / anchor['seconds']:.2f} | {floor['seconds'] / video_sec:.3f} | "
                   f"{ours['seconds'] / floor['seconds']:.2f} | {ours['peak_rss_mb']:.0f} / {anchor['peak_rss_mb']:.0f} |")
+    for backend, ratios in rounds.items():
+        print(f"{backend}: captioner / anchor per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if "torch" in offline:
         for backend in [b for b in offline if b != "torch"]:
             print(f"\n{backend} over torch, captioner end to end: "
