@@ -178,10 +178,6 @@ class OpenVinoNetwork:
         self._model = with_preprocessing(self.core.read_model(str(path)))
         self._requests: dict[tuple[int, ...], object] = {}  # input shape -> infer request, in order of use
 
-    @property
-    def precision(self) -> str:
-        return str(self.core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
-
     def _request_for(self, shape: tuple[int, ...]):
         request = self._requests.pop(shape, None)
         if request is None:
