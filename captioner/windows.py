@@ -4,14 +4,15 @@ forecast of what happens next. The model (``model.py``) proposes, the search
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .checkpoint import TrainedModel
-from .coco import COCO_CLASSES, KIND_PLURALS, class_word, with_article
-from .concepts import scene_evidence
+from .coco import CLASS_INDEX, COCO_CLASSES, KIND_PLURALS, class_word, with_article
+from .concepts import SceneEvidence, scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
 from .grounding.forecast import Arrivals
@@ -20,7 +21,8 @@ from .grounding.words import MASS_NOUNS
 from .model import HISTORY_FRAMES, STYLE_IDS, segment_inputs
 from .options import CaptionOptions
 from .result import Evidence, NextEvent, WordEvidence
-from .tokens import SLOT_CONF, TokenLayout, WindowObjects, salient_classes, window_cells, window_objects
+from .tokens import (SLOT_AREA, SLOT_CONF, SLOT_FEATURES, SLOT_SHARE, TokenLayout, WindowObjects, salient_classes,
+                     window_cells, window_objects)
 from .track_slots import track_slots
 from .vocab import detokenize
 
@@ -62,11 +64,29 @@ def kind_caption(trained: TrainedModel, frames: Sequence, objects: WindowObjects
            f"detected as {detected}: sure it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not which one")
     words = [WordEvidence(KIND_PLURALS[kind] if several else kind, "object", tracks,
                           round(max(conf[int(c)] for c in class_ids), 3), "supported", why)]
-    parts = [KIND_PLURALS[kind] if several else with_article(kind)]
-    if scene_words:
-        parts.append(scene_words[0] if scene_words[0] in MASS_NOUNS or scene_words[0].endswith("s")
-                     else with_article(scene_words[0]))
+    parts = [KIND_PLURALS[kind] if several else with_article(kind)] + [_scene_part(w) for w in scene_words[:1]]
     return _in_view(parts, several or len(parts) > 1), words
+
+
+def pixel_kind_caption(trained: TrainedModel, scenes: SceneEvidence | None,
+                       scene_words: list[str]) -> tuple[str, list[WordEvidence]] | None:
+    """For a still picture with no object to name and no kind the detector is sure of: the kind the
+    concept head sees in the pixels ("a person is in view": a biker upside down, a dog in mid-leap
+    the detector scored below 0.25), with the surest supported scene word; None when no kind
+    passes its bar (calibrated on photos like this one: ``training.concepts``)."""
+    if scenes is None or not scenes.kinds:
+        return None
+    kind, probability = max(scenes.kinds.items(), key=lambda item: item[1])
+    bar = trained.concepts.kind_threshold(kind)
+    words = [WordEvidence(kind, "object", [], round(probability, 3), "supported",
+                          f"the concept head on the pixels: {kind} {probability:.2f} >= its bar {bar:.2f} "
+                          f"(the detector named nothing here)")]
+    parts = [with_article(kind)] + [_scene_part(w) for w in scene_words[:1]]
+    return _in_view(parts, len(parts) > 1), words
+
+
+def _scene_part(word: str) -> str:
+    return word if word in MASS_NOUNS or word.endswith("s") else with_article(word)
 
 
 def in_view_caption(counts: list[tuple[str, int]]) -> str:
@@ -85,7 +105,7 @@ def _in_view(parts: list[str], plural: bool) -> str:
 def scene_caption(words: list[str]) -> str:
     """A plain sentence of the scene words the concept head supports, surest first, for a window
     with no object to name: ["snow", "hill"] -> "snow and a hill are in view"."""
-    parts = [w if w in MASS_NOUNS or w.endswith("s") else with_article(w) for w in words]
+    parts = [_scene_part(w) for w in words]
     return _in_view(parts, len(parts) > 1 or (words[0].endswith("s") and words[0] not in MASS_NOUNS))
 
 
@@ -131,6 +151,72 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
     return out
 
 
+@dataclass(frozen=True)
+class KindSubject:
+    """Who or what a window shows when no class passes the evidence bar: a kind ("animal",
+    "person"), the word for it as said, its evidence, and what the decoder may be shown for it:
+    one slot of the kind's stand-in class (``KIND_STAND_IN``) carrying the kind's detections'
+    statistics and appearance (or, where only the pixels say it, a bare slot), and the frames with
+    the kind's boxes relabelled as the stand-in (their colours are the stand-in's)."""
+
+    kind: str
+    word: str
+    evidence: WordEvidence
+    objects: WindowObjects
+    frames: list
+
+
+# The class a kind is shown to the decoder as, so that it names it in words it learnt ("a dog
+# runs", said as "an animal runs": ``as_kind``). A dog the detector calls "bear 0.62" is shown as
+# the most common animal, never named as either.
+KIND_STAND_IN = {"person": "person", "animal": "dog", "vehicle": "car"}
+
+
+def kind_subject(trained: TrainedModel, frames: Sequence, seen: WindowObjects,
+                 scenes: SceneEvidence | None) -> KindSubject | None:
+    """The kind the detector is sure of (``kind_caption``), else on a still picture the kind the
+    concept head sees in the pixels (``pixel_kind_caption``); None when neither."""
+    detected = kind_caption(trained, frames, seen, [])
+    if detected is not None:
+        kind, class_ids = trained.evidence.kinds_seen(seen, still=len(frames) == 1)[0]
+        evidence = detected[1][0]
+        stand_in = CLASS_INDEX[KIND_STAND_IN[kind]]
+        objects = seen.select(np.flatnonzero(np.isin(seen.class_ids, class_ids))[:1])  # the most salient of them
+        relabelled = [replace(f, detections=replace(f.detections, class_id=np.where(
+            np.isin(f.detections.class_id, class_ids), stand_in, f.detections.class_id).astype(f.detections.class_id.dtype)))
+            for f in frames]
+        return KindSubject(kind, evidence.word, evidence, WindowObjects(np.array([stand_in], np.int64), objects.features,
+                                                                         objects.appearance), relabelled)
+    pixels = pixel_kind_caption(trained, scenes, []) if len(frames) == 1 else None
+    if pixels is None:
+        return None
+    evidence = pixels[1][0]
+    slot = np.zeros((1, SLOT_FEATURES), np.float32)  # one of it, surely there, size and track unknown, no appearance
+    slot[0, 0], slot[0, SLOT_CONF], slot[0, SLOT_AREA], slot[0, SLOT_SHARE] = np.log1p(1.0), evidence.score, 0.3, 1.0
+    objects = WindowObjects(np.array([CLASS_INDEX[KIND_STAND_IN[evidence.word]]], np.int64), slot,
+                            np.zeros((1, trained.network.cfg.embedding_dim), np.float32))
+    return KindSubject(evidence.word, evidence.word, evidence, objects, list(frames))
+
+
+def as_kind(tokens: list[str], subject: KindSubject, word_class: dict[str, int]) -> list[str]:
+    """A caption decoded about the kind's stand-in classes, said of the kind: every noun of those
+    classes becomes the kind word ("a brown dog is running" -> "a brown animal is running"),
+    articles agreeing. A person is its own kind: its words stay."""
+    if subject.kind == "person":
+        return tokens
+    classes = {int(c) for c in subject.objects.class_ids}
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        if word_class.get(token) in classes:
+            plural = token.endswith("s") and not token.endswith("ss")
+            out[i] = KIND_PLURALS[subject.kind] if plural else subject.kind
+            for j in range(i - 1, max(i - 4, -1), -1):  # "a dog", "a brown dog": the article agrees with what follows it
+                if out[j] in ("a", "an"):
+                    out[j] = "an" if out[j + 1][0] in "aeiou" else "a"
+                    break
+    return out
+
+
 @torch.no_grad()
 def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOptions,
                     frame_size: tuple[int, int] | None = None) -> tuple[str, float, Evidence]:
@@ -138,48 +224,49 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     evidence). The decoder sees only the objects that pass the evidence bar; the search may use
     only the words ``grounding.WORD_FILTERS`` allow; the caption is the best hypothesis that every
     rule of ``grounding.sentences`` accepts, else a plain "X is in view". When no object has enough
-    evidence, only a scene the concept head supports may be described ("a snowy mountain"), else
-    ``NOTHING_SEEN``. ``frame_size``: (width, height) pixels, None for frames without a picture
-    (whose motion cannot be checked)."""
-    network = trained.network
+    evidence: a kind the detector is sure of, or on a still picture one the concept head sees in
+    the pixels ("an animal": a picture is then described by the decoder, its nouns said as the
+    kind; a video window gets "an animal is in view"), else the scene the concept head supports
+    ("snow is in view"), else ``NOTHING_SEEN``; never a guess. ``frame_size``: (width, height)
+    pixels, None for frames without a picture (whose motion cannot be checked)."""
     seen = seen_objects(trained, frames)
     named = seen.select(trained.evidence.passes(seen))
     times = [round(f.t_sec, 3) for f in frames]
     cells = window_cells([f.cells for f in frames])
-    emb = network.cfg.embedding_dim
+    emb = trained.network.cfg.embedding_dim
     scenes = scene_evidence(trained.concepts, [f.token[:emb] for f in frames], cells, options.imgsz)
-    if len(named) == 0:  # no object with enough evidence: a sure kind, the scene the pixels support, else say so; never guess
+    if len(named) == 0:  # no object with enough evidence: a sure kind, the scene the pixels support, else say so
         said = sorted(scenes.supported, key=lambda w: -scenes.probability[w])[:2] if scenes is not None else []
         scene_words = [WordEvidence(w, "scene", [], round(scenes.probability[w], 3), "supported", "the concept head on the pixels")
                        for w in said]
-        kind = kind_caption(trained, frames, seen, said)
-        if kind is not None:
-            caption, words = kind
-            return caption, 1.0, Evidence([], [], times, {}, words + scene_words[:1])
-        if not said:
-            return NOTHING_SEEN, 1.0, Evidence([], [], times)
-        return scene_caption(said), 1.0, Evidence([], [], times, {}, scene_words)
-    window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs, scenes)
-    states = torch.stack([f.state for f in frames])
-    tracks = (track_slots(frames, frame_size, emb).of_classes(named.class_ids, network.cfg.track_slots)
-              if network.cfg.track_slots and frame_size is not None else None)
-    inputs = segment_inputs([states], [named], [cells], network.cfg, [tracks])
-    decoder = network.decoder
-    memory, mask, memory_proj = decoder.memory(inputs)
-    odds = search_odds(window)
-    salient = salient_classes(named)
-    hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
-                       bias=odds.bias, blocks=no_repeats(trained.vocab), rank=SalientCoverage(trained.grounding, salient).rank,
-                       beam_size=options.beam_size, max_len=network.cfg.max_caption_len)
+        subject = kind_subject(trained, frames, seen, scenes)
+        if subject is None:
+            if not said:
+                return NOTHING_SEEN, 1.0, Evidence([], [], times)
+            return scene_caption(said), 1.0, Evidence([], [], times, {}, scene_words)
+        if len(frames) == 1:  # a picture: the decoder describes the kind, as it would a named object
+            tokens, confidence, window = _decoded(trained, subject.frames, subject.objects, cells, scenes, options, frame_size)
+            if tokens:
+                tokens = as_kind(tokens, subject, window.word_class)
+                track_ids = sorted(set(subject.evidence.track_ids))
+                words = [replace(subject.evidence, word=t) for t in dict.fromkeys(tokens)
+                         if t in (subject.kind, KIND_PLURALS[subject.kind])]
+                words = (words or [subject.evidence]) + [w for w in word_evidence(window, tokens, {}) if w.kind != "object"]
+                return detokenize(tokens), round(confidence, 4), Evidence(track_ids, [], times, {}, words)
+        parts = [subject.word if subject.word == KIND_PLURALS[subject.kind] else with_article(subject.word)]
+        caption = _in_view(parts + [_scene_part(w) for w in said[:1]], len(parts) > 1 or bool(said)
+                           or subject.word == KIND_PLURALS[subject.kind])
+        return caption, 1.0, Evidence(sorted(set(subject.evidence.track_ids)), [], times, {},
+                                      [subject.evidence] + scene_words[:1])
+    tokens, confidence, window = _decoded(trained, frames, named, cells, scenes, options, frame_size)
     counts = class_counts(frames, named.class_ids)
-    surest = [COCO_CLASSES[c] for c in salient] or [COCO_CLASSES[int(named.class_ids[0])]]
-    caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0  # when no decoded sentence reads true
-    tokens = caption.split()
-    for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
-        said = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))
-        if said:
-            tokens, caption, confidence = said, detokenize(said), hyp.confidence
-            break
+    if not tokens:  # no decoded sentence reads true: what passed the bar, plainly
+        salient = salient_classes(named)
+        surest = [COCO_CLASSES[c] for c in salient] or [COCO_CLASSES[int(named.class_ids[0])]]
+        caption, confidence = in_view_caption([(c, counts[c]) for c in surest]), 1.0
+        tokens = caption.split()
+    else:
+        caption = detokenize(tokens)
     by_class: dict[int, set[int]] = {}
     for f in frames:
         for c, t in zip(f.detections.class_id, f.detections.track_id):
@@ -189,6 +276,30 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     classes = [COCO_CLASSES[int(c)] for c in named.class_ids]
     words = word_evidence(window, tokens, {c: sorted(ids) for c, ids in by_class.items()})
     return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts, words)
+
+
+def _decoded(trained: TrainedModel, frames: Sequence, named: WindowObjects, cells, scenes: SceneEvidence | None,
+             options: CaptionOptions, frame_size: tuple[int, int] | None) -> tuple[list[str] | None, float, Window]:
+    """The beam search over what is named, through the grounding rules: (the best hypothesis that
+    reads as a true sentence, or None; its confidence; the window the rules saw)."""
+    network = trained.network
+    window = Window(frames, named, trained.vocab, trained.grounding, frame_size, trained.verbs, scenes)
+    states = torch.stack([f.state for f in frames])
+    tracks = (track_slots(frames, frame_size, network.cfg.embedding_dim).of_classes(named.class_ids, network.cfg.track_slots)
+              if network.cfg.track_slots and frame_size is not None else None)
+    inputs = segment_inputs([states], [named], [cells], network.cfg, [tracks])
+    decoder = network.decoder
+    memory, mask, memory_proj = decoder.memory(inputs)
+    odds = search_odds(window)
+    hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
+                       bias=odds.bias, blocks=no_repeats(trained.vocab),
+                       rank=SalientCoverage(trained.grounding, salient_classes(named)).rank,
+                       beam_size=options.beam_size, max_len=network.cfg.max_caption_len)
+    for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
+        said = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))
+        if said:
+            return said, hyp.confidence, window
+    return None, 1.0, window
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from captioner.concepts import ConceptHead, SceneEvidence, scene_evidence
+from captioner.tokens import WindowObjects
 from captioner.training.concepts import MIN_PHOTOS, concept_targets, fit_concepts
 
 E, C = 6, 4  # embedding and cell sizes of the toy features
@@ -176,3 +177,96 @@ def test_a_person_below_the_bar_is_named_on_a_still_picture_only():
     assert caption == "people and a beach are in view" and words[0].word == "people"  # the word the caption says
     video = one + [frame(0.25, ((100, 50, 300, 300), "person", 4))]
     assert kind_caption(trained, video, objects, []) is None
+
+
+def kind_photos(n: int = 600, seed: int = 1):
+    """Photos whose embedding's second value says "a person is there"; on the ones the detector
+    "named nothing" (every third) only the pixels can tell."""
+    rng = np.random.default_rng(seed)
+    names, embeddings, cells, captions, unnamed = [], [], [], [], []
+    for i in range(n):
+        person = rng.random() < 0.5
+        emb = rng.normal(size=E).astype(np.float32)
+        emb[1] += 3.0 if person else -3.0
+        names.append(f"k{i}.jpg")
+        embeddings.append(emb)
+        cells.append(rng.normal(size=(9, C)).astype(np.float32))
+        subject = ["a", "man"] if person else ["a", "rock"]
+        captions.append([[*subject, "near", "the", "snow"]] * 5)
+        unnamed.append(i % 3 == 0)
+    return names, np.stack(embeddings), cells, captions, np.array(unnamed)
+
+
+def test_kinds_are_scored_from_the_pixels_and_barred_on_pictures_the_detector_named_nothing_on(wordnet, tmp_path):
+    from captioner.coco import KIND_CLASSES
+    from captioner.training.concepts import kind_targets
+
+    assert kind_targets([[["a", "man", "runs"], ["a", "person"], ["a", "rock"]], [["a", "dog"], ["a", "rock"]] * 2]).tolist() == [
+        [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]  # animal, vehicle, person; two captions must name it
+    names, embeddings, cells, captions, unnamed = kind_photos()
+    head = fit_concepts(names, embeddings, cells, captions, ["snow"], C, imgsz=640, unnamed=unnamed)
+    assert head.kinds == list(KIND_CLASSES) and len(head.threshold) == len(head.words) + len(head.kinds)
+    report = head.calibration["kinds"]
+    assert report["photos_calibrate"] == int(unnamed.sum())
+    person = report["per_kind"]["person"]
+    assert np.isfinite(head.kind_threshold("person")) and person["precision"] >= 0.9 and person["recall"] >= 0.8
+    assert not np.isfinite(head.kind_threshold("animal")) and not np.isfinite(head.kind_threshold("vehicle"))  # no photo shows one
+    someone, nobody = embeddings[0].copy(), embeddings[0].copy()
+    someone[1], nobody[1] = 4.0, -4.0
+    seen = scene_evidence(head, [someone], cells[0])
+    assert set(seen.kinds) == {"person"} and "person" not in seen.supported and "person" not in seen.probability
+    assert scene_evidence(head, [nobody], cells[0]).kinds == {}
+    assert "person" not in head.supported(head.probabilities(someone, cells[0]))  # kinds are no scene words
+    # the kinds travel with the head in a weights_only checkpoint; heads fitted before kinds have none
+    torch.save({"concepts": head.to_dict()}, tmp_path / "c.pt")
+    again = ConceptHead.from_dict(torch.load(tmp_path / "c.pt", weights_only=True)["concepts"])
+    assert again.kinds == head.kinds and again.kinds_supported(again.probabilities(someone, cells[0])).keys() == {"person"}
+    assert fit_concepts(names, embeddings, cells, captions, ["snow"], C, imgsz=640).kinds == []
+
+
+def test_a_kind_the_pixels_show_is_said_of_a_still_picture_with_nothing_named(model):
+    """No detection at all (a biker upside down, a dog in mid-leap): the concept head's kind is the
+    caption's subject on a still picture, with its evidence; a video window says no such thing."""
+    from dataclasses import replace
+
+    from captioner.options import CaptionOptions
+    from captioner.perception import Detections
+    from captioner.stream import AnalysedFrame
+    from captioner.windows import NOTHING_SEEN, describe_window, pixel_kind_caption
+
+    net = model.trained.network.cfg
+    d = net.embedding_dim + net.cell_dim
+    bias = np.array([-9.0, -9.0, -9.0, 9.0], np.float32)  # "snow" never; animal, vehicle never; person surely
+    head = ConceptHead(["snow"], np.zeros((4, d), np.float32), bias, np.array([np.inf, 0.8, 0.8, 0.8], np.float32), 640,
+                       {}, ["animal", "vehicle", "person"])
+    trained = replace(model.trained, concepts=head)
+    empty = AnalysedFrame(0.0, Detections.empty(), np.zeros(net.token_dim, np.float32), torch.zeros(net.hidden),
+                          np.zeros((36, net.cell_dim), np.float32))
+    options = CaptionOptions(imgsz=640)
+    caption, _, evidence = describe_window(trained, [empty], options)
+    assert caption.startswith("a person ")  # described by the decoder, as a detected person would be
+    assert evidence.words[0].word == "person" and evidence.words[0].score > 0.99 and "concept head" in evidence.words[0].why
+    assert not [w for w in evidence.words[1:] if w.kind == "object"]  # only the head licensed the person
+    later = replace(empty, t_sec=0.25)
+    assert describe_window(trained, [empty, later], options)[0] == NOTHING_SEEN  # calibrated on stills only
+    no_kinds = ConceptHead(["snow"], np.zeros((1, d), np.float32), bias[:1], np.array([np.inf], np.float32), 640)
+    assert describe_window(replace(trained, concepts=no_kinds), [empty], options)[0] == NOTHING_SEEN  # a head fitted before kinds
+    scenes = SceneEvidence({"snow": 0.9}, frozenset({"snow"}), {"person": 0.85, "animal": 0.95})
+    assert pixel_kind_caption(trained, scenes, ["snow"])[0] == "an animal and snow are in view"  # the surest kind
+    assert pixel_kind_caption(trained, SceneEvidence({}, frozenset()), []) is None
+
+
+def test_a_kind_is_described_in_the_words_of_its_stand_in_and_said_as_the_kind():
+    from captioner.coco import CLASS_INDEX
+    from captioner.result import WordEvidence
+    from captioner.windows import KindSubject, as_kind
+
+    dog = CLASS_INDEX["dog"]
+    animal = KindSubject("animal", "animal", WordEvidence("animal", "object"), WindowObjects(
+        np.array([dog]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [])
+    words = {"dog": dog, "dogs": dog, "puppy": dog, "person": CLASS_INDEX["person"]}
+    assert as_kind("a dog is running through the grass".split(), animal, words) == "an animal is running through the grass".split()
+    assert as_kind("a brown puppy chases two dogs".split(), animal, words) == "a brown animal chases two animals".split()
+    person = KindSubject("person", "person", WordEvidence("person", "object"), WindowObjects(
+        np.array([CLASS_INDEX["person"]]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [])
+    assert as_kind("a person rides a wave".split(), person, words) == "a person rides a wave".split()

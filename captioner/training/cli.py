@@ -166,7 +166,7 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
 
         photos = load_photos(args.photos, perception, splits=("train",))
         from ..grounding.evidence import EvidenceBar
-        from .evidence import calibrate_kinds
+        from .evidence import calibrate_kinds, named_nothing, photo_objects
 
         bar, kinds = calibrate_kinds(EvidenceBar.from_dict(payload.get("evidence_bar")), photos,
                                      int(payload["config"]["embedding_dim"]))
@@ -174,10 +174,13 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
         print(f"kinds named when no class passes: {json.dumps(kinds)}")
         head = fit_concepts([p.name for p in photos], np.stack([p.frame.embedding for p in photos]),
                             [p.frame.cells for p in photos], [p.captions for p in photos],
-                            payload["grounding"].get("scene_nouns", []), int(payload["config"]["cell_dim"]), perception.imgsz)
+                            payload["grounding"].get("scene_nouns", []), int(payload["config"]["cell_dim"]), perception.imgsz,
+                            unnamed=np.array([named_nothing(bar, photo_objects(p, int(payload["config"]["embedding_dim"])))
+                                              for p in photos]))
         payload["concepts"] = head.to_dict() if head is not None else None
         if head is not None:
-            print(f"concept head: {len(head.words)} scene words, {head.calibration['words_with_a_bar']} with a bar")
+            print(f"concept head: {len(head.words)} scene words, {head.calibration['words_with_a_bar']} with a bar; "
+                  f"kinds from pixels: {json.dumps(head.calibration.get('kinds', {}).get('per_kind', {}))}")
     with atomic_output(args.checkpoint) as tmp:
         torch.save(payload, tmp)
     print(json.dumps(verbs.to_dict(), indent=1, default=float))

@@ -7,6 +7,14 @@ into the weights) on a deterministic 80 % of the training photos; each word's th
 set on the other 20 %: the probability with the best F0.5 among those at which the photos above it
 had the word at least ``concepts.MIN_PRECISION`` of the time (inf when none does), so a word's bar is measured
 on photos the fit did not see. Takes seconds on 2 cores.
+
+Kinds (person, animal, vehicle): a photo shows a kind when at least ``MIN_CAPTIONS`` captions name
+one of its COCO classes. Their outputs are fitted on all the training photos, but their bars only
+on the photos where they would be used, those on which the detector named nothing (no class
+passes the evidence bar and no kind reaches its floor): out-of-fold probabilities (``KIND_FOLDS``
+fits, each photo scored by the fit that did not see it), and the lowest bar at which the photos
+above it showed the kind at least ``MIN_KIND_PRECISION`` of the time, over >= ``MIN_KIND_SAID``
+photos (the detector's kind floors use the same two numbers).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..coco import CLASS_INDEX, KIND_CLASSES
 from ..concepts import MIN_PRECISION, ConceptHead
+from .evidence import MIN_KIND_PRECISION, MIN_KIND_SAID, mentioned_classes
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +36,8 @@ MIN_CAPTIONS = 2
 MIN_PHOTOS = 20
 MIN_SAID = 3  # a threshold needs at least this many held-out photos above it
 EPOCHS = 400
+KIND_FOLDS = 5
+KIND_BARS = np.round(np.arange(0.30, 0.995, 0.01), 2)  # the kind bars tried, lowest first
 
 
 def _held_out(name: str) -> bool:
@@ -54,6 +66,66 @@ def concept_targets(captions: Sequence[Sequence[Sequence[str]]], words: Sequence
     return out
 
 
+def kind_targets(captions: Sequence[Sequence[Sequence[str]]]) -> np.ndarray:
+    """(N, J) 0/1 over ``KIND_CLASSES``: at least ``MIN_CAPTIONS`` captions of photo n name one of the kind's classes."""
+    members = [{CLASS_INDEX[c] for c in names} for names in KIND_CLASSES.values()]
+    out = np.zeros((len(captions), len(members)), np.float32)
+    for n, photo in enumerate(captions):
+        said = [mentioned_classes([caption]) for caption in photo]
+        out[n] = [sum(bool(s & m) for s in said) >= MIN_CAPTIONS for m in members]
+    return out
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Logistic outputs on standardised features, folded back: (weight (K, D), bias (K,), final loss)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    torch.manual_seed(seed)
+    linear = torch.nn.Linear(x.shape[1], y.shape[1])
+    optimizer = torch.optim.AdamW(linear.parameters(), lr=1e-2, weight_decay=1e-2)
+    fit_x, fit_y = torch.from_numpy((x - mean) / std), torch.from_numpy(y)
+    for _ in range(EPOCHS):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(linear(fit_x), fit_y)
+        loss.backward()
+        optimizer.step()
+    weight = linear.weight.detach().numpy() / std  # folded: w' x = w (x - mean) / std - ...
+    return weight, linear.bias.detach().numpy() - weight @ mean, float(loss.detach())
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def fit_kinds(names: Sequence[str], x: np.ndarray, captions, unnamed: np.ndarray,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Kind outputs over features ``x`` (N, D): (weight (J, D), bias (J,), threshold (J,), report),
+    the bars calibrated out of fold on the ``unnamed`` photos (see the module's docstring)."""
+    y = kind_targets(captions)
+    fold = np.array([hashlib.sha1(f"kinds-v1:{n}".encode()).digest()[0] % KIND_FOLDS for n in names])
+    oof = np.zeros_like(y)
+    for k in range(KIND_FOLDS):
+        held = fold == k
+        weight, bias, _ = _fit_linear(x[~held], y[~held], seed)
+        oof[held] = _sigmoid(x[held] @ weight.T + bias)
+    weight, bias, _ = _fit_linear(x, y, seed)
+    thresholds, report = [], {"photos_fit": len(names), "photos_calibrate": int(unnamed.sum()), "per_kind": {}}
+    for j, kind in enumerate(KIND_CLASSES):
+        p, truth = oof[unnamed, j], y[unnamed, j].astype(bool)
+        entry = {"train_photos": int(y[:, j].sum()), "calibration_photos_showing_it": int(truth.sum())}
+        bar = float("inf")
+        for candidate in KIND_BARS:
+            said = p >= candidate
+            if said.sum() >= MIN_KIND_SAID and truth[said].mean() >= MIN_KIND_PRECISION:
+                bar = float(candidate)
+                entry.update({"threshold": bar, "said": int(said.sum()), "precision": round(float(truth[said].mean()), 3),
+                              "recall": round(float((said & truth).sum() / max(truth.sum(), 1)), 3)})
+                break
+        thresholds.append(bar)
+        report["per_kind"][kind] = entry
+    log.info("concept head kinds (bars on %d photos the detector named nothing on): %s", int(unnamed.sum()), report["per_kind"])
+    return weight.astype(np.float32), bias.astype(np.float32), np.array(thresholds, np.float32), report
+
+
 def _threshold(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
     """(threshold, precision, recall) on held-out photos: the threshold with the best F0.5 (precision
     counts twice: a wrong scene word is worse than a missing one) among those whose photos above it
@@ -74,8 +146,9 @@ def _threshold(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float, floa
 
 def fit_concepts(names: Sequence[str], embeddings: np.ndarray, cells: Sequence[np.ndarray | None],
                  captions: Sequence[Sequence[Sequence[str]]], scene_nouns: Sequence[str], cell_dim: int,
-                 imgsz: int, seed: int = 0) -> ConceptHead | None:
-    """The head for the photos given (name, embedding (E,), grid cells (G, C), tokenised captions)."""
+                 imgsz: int, seed: int = 0, unnamed: np.ndarray | None = None) -> ConceptHead | None:
+    """The head for the photos given (name, embedding (E,), grid cells (G, C), tokenised captions);
+    with ``unnamed`` (N,) bool, the photos on which the detector named nothing, it scores kinds too."""
     x = np.stack([concept_features(e, c, cell_dim) for e, c in zip(embeddings, cells)])
     counts = concept_targets(captions, scene_nouns).sum(axis=0)
     words = [w for w, n in zip(scene_nouns, counts) if n >= MIN_PHOTOS]
@@ -84,20 +157,8 @@ def fit_concepts(names: Sequence[str], embeddings: np.ndarray, cells: Sequence[n
         return None
     y = concept_targets(captions, words)
     held = np.array([_held_out(n) for n in names])
-    mean, std = x[~held].mean(axis=0), x[~held].std(axis=0) + 1e-6
-    xs = torch.from_numpy((x - mean) / std)
-    torch.manual_seed(seed)
-    linear = torch.nn.Linear(x.shape[1], len(words))
-    optimizer = torch.optim.AdamW(linear.parameters(), lr=1e-2, weight_decay=1e-2)
-    fit_x, fit_y = xs[torch.from_numpy(~held)], torch.from_numpy(y[~held])
-    for _ in range(EPOCHS):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(linear(fit_x), fit_y)
-        loss.backward()
-        optimizer.step()
-    weight = linear.weight.detach().numpy() / std  # folded: w' x = w (x - mean) / std - ...
-    bias = linear.bias.detach().numpy() - weight @ mean
-    probs = 1.0 / (1.0 + np.exp(-(x[held] @ weight.T + bias)))
+    weight, bias, loss = _fit_linear(x[~held], y[~held], seed)
+    probs = _sigmoid(x[held] @ weight.T + bias)
     thresholds, per_word = [], {}
     for k, word in enumerate(words):
         t, precision, recall = _threshold(probs[:, k], y[held, k])
@@ -105,8 +166,15 @@ def fit_concepts(names: Sequence[str], embeddings: np.ndarray, cells: Sequence[n
         per_word[word] = {"train_photos": int(y[~held, k].sum()), "threshold": round(t, 3),
                           "held_out_precision": round(precision, 3), "held_out_recall": round(recall, 3)}
     report = {"photos_fit": int((~held).sum()), "photos_calibrate": int(held.sum()), "words": len(words),
-              "words_with_a_bar": int(np.isfinite(thresholds).sum()), "final_loss": round(float(loss.detach()), 4),
+              "words_with_a_bar": int(np.isfinite(thresholds).sum()), "final_loss": round(loss, 4),
               "per_word": per_word}
     log.info("concept head: %d words, %d with a bar", len(words), report["words_with_a_bar"])
-    return ConceptHead(words, weight.astype(np.float32), bias.astype(np.float32), np.array(thresholds, np.float32), imgsz,
+    head = ConceptHead(words, weight.astype(np.float32), bias.astype(np.float32), np.array(thresholds, np.float32), imgsz,
                        report)
+    if unnamed is not None and np.asarray(unnamed).any():
+        kind_weight, kind_bias, kind_bars, report["kinds"] = fit_kinds(names, x, captions, np.asarray(unnamed, bool), seed)
+        head.kinds = list(KIND_CLASSES)
+        head.weight = np.concatenate([head.weight, kind_weight])
+        head.bias = np.concatenate([head.bias, kind_bias])
+        head.threshold = np.concatenate([head.threshold, kind_bars])
+    return head

@@ -165,6 +165,12 @@ def calibrate(photos: Sequence[LabelledObjects], windows: Sequence[LabelledObjec
     return best, report
 
 
+def named_nothing(bar: EvidenceBar, objects: WindowObjects) -> bool:
+    """A still picture on which no class passes ``bar`` and the detector is sure of no kind: where
+    only the pixels (``concepts``) can say who or what is there."""
+    return not bar.passes(objects).any() and not bar.kinds_seen(objects, still=True)
+
+
 MIN_KIND_PRECISION = 0.9  # "an animal" must be right at least this often where it is said
 MIN_KIND_SAID = 20  # ... over at least this many training photos
 
