@@ -291,9 +291,12 @@ def _decoded(trained: TrainedModel, frames: Sequence, named: WindowObjects, cell
     decoder = network.decoder
     memory, mask, memory_proj = decoder.memory(inputs)
     odds = search_odds(window)
+    # a picture's scene words are the decoder's (video keeps only supported ones): rank them by the pixels' evidence
+    scene_odds = ({trained.vocab.stoi[w]: p for w, p in scenes.probability.items() if w in trained.vocab.stoi}
+                  if scenes is not None and not window.is_video else {})
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
                        bias=odds.bias, blocks=no_repeats(trained.vocab),
-                       rank=SalientCoverage(trained.grounding, salient_classes(named)).rank,
+                       rank=SalientCoverage(trained.grounding, salient_classes(named), scene_probability=scene_odds).rank,
                        beam_size=options.beam_size, max_len=network.cfg.max_caption_len)
     for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
         said = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))

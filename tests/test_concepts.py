@@ -270,3 +270,20 @@ def test_a_kind_is_described_in_the_words_of_its_stand_in_and_said_as_the_kind()
     person = KindSubject("person", "person", WordEvidence("person", "object"), WindowObjects(
         np.array([CLASS_INDEX["person"]]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [])
     assert as_kind("a person rides a wave".split(), person, words) == "a person rides a wave".split()
+
+
+def test_a_pictures_scene_words_are_ranked_by_the_pixels_evidence():
+    """Two sentences the decoder finds about as likely; the concept head sees grass, not snow: the
+    grass one wins. Without the head's probabilities (video, or no head) the ranking is as before."""
+    from captioner.decoding import Hypothesis
+    from captioner.grounding import Grounding, SalientCoverage
+
+    snow, grass = 7, 8  # vocabulary ids of the sentences' scene words
+    def hyps():
+        return [Hypothesis([4, 5, 6, snow], logprob=-4.0), Hypothesis([4, 5, 6, grass], logprob=-4.2)]
+
+    plain = SalientCoverage(Grounding({}, set()), [])
+    assert plain.rank(hyps())[0].ids[-1] == snow
+    seen = SalientCoverage(Grounding({}, set()), [], scene_probability={snow: 0.02, grass: 0.7})
+    ranked = seen.rank(hyps())
+    assert ranked[0].ids[-1] == grass and ranked[0].score > ranked[1].score
