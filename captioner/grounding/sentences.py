@@ -13,7 +13,7 @@ from ..boxes import box_overlaps
 from ..coco import ANIMATE_CLASSES, COCO_CLASSES, HANDHELD_CLASSES, class_word
 from ..colours import joined_colours_fit
 from .window import Window
-from .words import (DRIVE_VERBS, FUNCTION_WORDS, GAIT_VERBS, LINKING_VERBS, MODIFIERS, NOT_WALKED_WITH,
+from .words import (DRIVE_VERBS, FUNCTION_WORDS, GAIT_VERBS, GAME_NAMES, LINKING_VERBS, MODIFIERS, NOT_WALKED_WITH,
                     PHRASE_OPENERS, PLACE_WORDS, QUANTITY_NOUNS, RIDE_VERBS, STILL_VERBS, SUPPORT_VERBS)
 
 ON_OR_IN_SHARE = 0.3  # of the smaller box inside the other: a board under the feet, a rider on a horse, a driver in a car
@@ -89,9 +89,11 @@ class TwoNotRepeated:
 # ---- checks -------------------------------------------------------------------------------------
 
 def is_complete(tokens: list[str]) -> bool:
-    """False for a sentence cut short ("two cars are"): the decoder ended where the word it
-    wanted next may not be said here."""
-    return bool(tokens) and tokens[-1] not in FUNCTION_WORDS
+    """False for a sentence cut short ("two cars are", "playing with a soccer"): the decoder ended
+    where the word it wanted next may not be said here."""
+    if not tokens or tokens[-1] in FUNCTION_WORDS:
+        return False
+    return not (len(tokens) >= 2 and tokens[-2] in ("a", "an", "the") and tokens[-1] in GAME_NAMES)
 
 
 def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:

@@ -15,6 +15,10 @@ MODIFIERS = frozenset("""a an the his her their its some two three four several 
 big little tall young old black white red blue green yellow orange pink purple brown gray grey dark light
 striped colorful bright long short and wooden snowy grassy sandy rocky busy city""".split())
 
+# Games whose name, after an article, needs the noun it modifies: "playing with a soccer" was cut
+# short where "ball" or "game" was meant ("playing soccer" is whole)
+GAME_NAMES = frozenset("tennis soccer basketball baseball football volleyball hockey golf rugby".split())
+
 # Subjects and verbs
 QUANTITY_NOUNS = frozenset("group crowd couple pair team family herd flock line bunch pack".split())
 LINKING_VERBS = frozenset("is are was were".split())
