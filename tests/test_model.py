@@ -341,7 +341,9 @@ def test_a_sentence_cut_short_is_not_complete():
     from captioner.grounding.sentences import is_complete
 
     assert is_complete("a car is driving".split()) and is_complete("two dogs play".split())
-    for cut in ("two cars are", "a person is sitting on a", "a dog runs through the", ""):
+    assert is_complete("two people playing soccer".split()) and is_complete("a dog catches a frisbee".split())
+    for cut in ("two cars are", "a person is sitting on a", "a dog runs through the", "",
+                "a person is playing with a soccer", "a person in a black shirt is playing with a tennis"):
         assert not is_complete(cut.split()), cut
 
 
@@ -411,3 +413,19 @@ def test_a_finer_grid_is_averaged_in_blocks_for_a_coarser_model():
     assert fit_grid(fine, 36) is fine
     with pytest.raises(ModelError, match="grid cells: got 9, this caption model reads 36"):
         fit_grid(coarse, 36)
+
+
+def test_the_training_config_sets_the_models_width(tmp_path, capsys):
+    """`captioner train --hidden N`: encoder and decoder N wide, words and attention 3/4 of it;
+    nonsense widths and batches are refused before any work."""
+    from captioner.training.cli import cmd_train
+
+    vocab, pairs = tiny_pairs()
+    data = TrainingData([], pairs, [], [], [], vocab, {"dog": "dog"}, [], [])
+    model, _ = train_model(data, TrainConfig(steps=2, hidden=48, text_batch=4, max_caption_tokens=8, text_frames=4), EMB,
+                           log_every=1000)
+    assert (model.cfg.hidden, model.cfg.word_dim, model.cfg.attention_dim) == (48, 36, 36)
+    for bad, said in ((["--hidden", "30"], "--hidden"), (["--photo-batch", "0"], "--photo-batch")):
+        with pytest.raises(SystemExit):
+            cmd_train(["--videos", str(tmp_path), "--captions", "none", "--photos", "none", *bad])
+        assert said in capsys.readouterr().err

@@ -50,6 +50,12 @@ def cmd_train(argv: Sequence[str]) -> int:
                         help="grid cells per side the decoder attends over (default %(default)s)")
     parser.add_argument("--track-slots", type=int, default=TrainConfig.track_slots,
                         help="per-track motion slots in the decoder's memory, 0 for none (default %(default)s)")
+    parser.add_argument("--hidden", type=int, default=TrainConfig.hidden,
+                        help="LSTM width of the encoder and decoder; word and attention sizes are 3/4 of it (default %(default)s)")
+    parser.add_argument("--photo-batch", type=int, default=TrainConfig.photo_batch,
+                        help="captioned photos per step (default %(default)s)")
+    parser.add_argument("--text-batch", type=int, default=TrainConfig.text_batch,
+                        help="caption-corpus pairs per step (default %(default)s)")
     parser.add_argument("--fps", type=float, default=TrainConfig.analysis_fps,
                         help="analysis frames per second the model is trained at, and will read (default %(default)s)")
     add_perception_args(parser)
@@ -68,8 +74,13 @@ def cmd_train(argv: Sequence[str]) -> int:
     logging.getLogger("captioner").setLevel(logging.INFO)
     if not 0 <= args.track_slots <= 16:
         parser.error("--track-slots must be between 0 and 16")
+    if not 32 <= args.hidden <= 2048 or args.hidden % 4:
+        parser.error("--hidden must be a multiple of 4 between 32 and 2048")
+    if args.photo_batch < 1 or args.text_batch < 1:
+        parser.error("--photo-batch and --text-batch must be at least 1")
     cfg = TrainConfig(steps=args.steps, seed=args.seed, analysis_fps=args.fps, cell_grid=args.cell_grid,
-                      track_slots=args.track_slots, **{ABLATIONS[name]: False for name in args.disable})
+                      track_slots=args.track_slots, hidden=args.hidden, photo_batch=args.photo_batch,
+                      text_batch=args.text_batch, **{ABLATIONS[name]: False for name in args.disable})
     start = time.perf_counter()
     perception = Perception(args.yolo_weights, imgsz=options.imgsz, conf=options.conf, device=options.device)
     path = run_training(args.videos, captions, photos, args.out, perception, cfg, args.user_captions)

@@ -80,6 +80,7 @@ class TrainConfig:
     # is 3 / 0: 6 / 6 was trained and measured no better (model card, "Tried: 6x6 cells and per-track motion slots")
     cell_grid: int = 3
     track_slots: int = 0
+    hidden: int = 256  # LSTM width of encoder and decoder (word and attention sizes: 3/4 of it)
 
 
 @dataclass
@@ -290,7 +291,8 @@ def train_model(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_ev
 
 def _train_loop(data: TrainingData, cfg: TrainConfig, embedding_dim: int, log_every: int) -> tuple[CaptionModel, dict]:
     rng = random.Random(cfg.seed)
-    model = CaptionModel(ModelConfig(embedding_dim=embedding_dim, vocab_size=len(data.vocab),
+    model = CaptionModel(ModelConfig(embedding_dim=embedding_dim, vocab_size=len(data.vocab), hidden=cfg.hidden,
+                                     word_dim=cfg.hidden * 3 // 4, attention_dim=cfg.hidden * 3 // 4,
                                      max_caption_len=cfg.max_caption_tokens, use_cells=cfg.use_cells,
                                      use_appearance=cfg.use_appearance, track_slots=int(cfg.track_slots),
                                      cell_count=cfg.cell_grid ** 2))
