@@ -157,13 +157,14 @@ class KindSubject:
     "person"), the word for it as said, its evidence, and what the decoder may be shown for it:
     one slot of the kind's stand-in class (``KIND_STAND_IN``) carrying the kind's detections'
     statistics and appearance (or, where only the pixels say it, a bare slot), and the frames with
-    the kind's boxes relabelled as the stand-in (their colours are the stand-in's)."""
+    the kind's boxes relabelled as the stand-in (their colours are the stand-in's); and the plain
+    sentence for it ("an animal and a beach are in view") where nothing better reads true."""
 
     kind: str
-    word: str
     evidence: WordEvidence
     objects: WindowObjects
     frames: list
+    in_view: str
 
 
 # The class a kind is shown to the decoder as, so that it names it in words it learnt ("a dog
@@ -172,11 +173,11 @@ class KindSubject:
 KIND_STAND_IN = {"person": "person", "animal": "dog", "vehicle": "car"}
 
 
-def kind_subject(trained: TrainedModel, frames: Sequence, seen: WindowObjects,
-                 scenes: SceneEvidence | None) -> KindSubject | None:
+def kind_subject(trained: TrainedModel, frames: Sequence, seen: WindowObjects, scenes: SceneEvidence | None,
+                 scene_words: list[str]) -> KindSubject | None:
     """The kind the detector is sure of (``kind_caption``), else on a still picture the kind the
     concept head sees in the pixels (``pixel_kind_caption``); None when neither."""
-    detected = kind_caption(trained, frames, seen, [])
+    detected = kind_caption(trained, frames, seen, scene_words)
     if detected is not None:
         kind, class_ids = trained.evidence.kinds_seen(seen, still=len(frames) == 1)[0]
         evidence = detected[1][0]
@@ -185,9 +186,9 @@ def kind_subject(trained: TrainedModel, frames: Sequence, seen: WindowObjects,
         relabelled = [replace(f, detections=replace(f.detections, class_id=np.where(
             np.isin(f.detections.class_id, class_ids), stand_in, f.detections.class_id).astype(f.detections.class_id.dtype)))
             for f in frames]
-        return KindSubject(kind, evidence.word, evidence, WindowObjects(np.array([stand_in], np.int64), objects.features,
-                                                                         objects.appearance), relabelled)
-    pixels = pixel_kind_caption(trained, scenes, []) if len(frames) == 1 else None
+        return KindSubject(kind, evidence, WindowObjects(np.array([stand_in], np.int64), objects.features, objects.appearance),
+                           relabelled, detected[0])
+    pixels = pixel_kind_caption(trained, scenes, scene_words) if len(frames) == 1 else None
     if pixels is None:
         return None
     evidence = pixels[1][0]
@@ -195,7 +196,7 @@ def kind_subject(trained: TrainedModel, frames: Sequence, seen: WindowObjects,
     slot[0, 0], slot[0, SLOT_CONF], slot[0, SLOT_AREA], slot[0, SLOT_SHARE] = np.log1p(1.0), evidence.score, 0.3, 1.0
     objects = WindowObjects(np.array([CLASS_INDEX[KIND_STAND_IN[evidence.word]]], np.int64), slot,
                             np.zeros((1, trained.network.cfg.embedding_dim), np.float32))
-    return KindSubject(evidence.word, evidence.word, evidence, objects, list(frames))
+    return KindSubject(evidence.word, evidence, objects, list(frames), pixels[0])
 
 
 def as_kind(tokens: list[str], subject: KindSubject, word_class: dict[str, int]) -> list[str]:
@@ -239,7 +240,7 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
         said = sorted(scenes.supported, key=lambda w: -scenes.probability[w])[:2] if scenes is not None else []
         scene_words = [WordEvidence(w, "scene", [], round(scenes.probability[w], 3), "supported", "the concept head on the pixels")
                        for w in said]
-        subject = kind_subject(trained, frames, seen, scenes)
+        subject = kind_subject(trained, frames, seen, scenes, said)
         if subject is None:
             if not said:
                 return NOTHING_SEEN, 1.0, Evidence([], [], times)
@@ -253,10 +254,7 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
                          if t in (subject.kind, KIND_PLURALS[subject.kind])]
                 words = (words or [subject.evidence]) + [w for w in word_evidence(window, tokens, {}) if w.kind != "object"]
                 return detokenize(tokens), round(confidence, 4), Evidence(track_ids, [], times, {}, words)
-        parts = [subject.word if subject.word == KIND_PLURALS[subject.kind] else with_article(subject.word)]
-        caption = _in_view(parts + [_scene_part(w) for w in said[:1]], len(parts) > 1 or bool(said)
-                           or subject.word == KIND_PLURALS[subject.kind])
-        return caption, 1.0, Evidence(sorted(set(subject.evidence.track_ids)), [], times, {},
+        return subject.in_view, 1.0, Evidence(sorted(set(subject.evidence.track_ids)), [], times, {},
                                       [subject.evidence] + scene_words[:1])
     tokens, confidence, window = _decoded(trained, frames, named, cells, scenes, options, frame_size)
     counts = class_counts(frames, named.class_ids)

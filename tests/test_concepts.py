@@ -262,13 +262,14 @@ def test_a_kind_is_described_in_the_words_of_its_stand_in_and_said_as_the_kind()
     from captioner.windows import KindSubject, as_kind
 
     dog = CLASS_INDEX["dog"]
-    animal = KindSubject("animal", "animal", WordEvidence("animal", "object"), WindowObjects(
-        np.array([dog]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [])
+    animal = KindSubject("animal", WordEvidence("animal", "object"), WindowObjects(
+        np.array([dog]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [], "an animal is in view")
     words = {"dog": dog, "dogs": dog, "puppy": dog, "person": CLASS_INDEX["person"]}
     assert as_kind("a dog is running through the grass".split(), animal, words) == "an animal is running through the grass".split()
     assert as_kind("a brown puppy chases two dogs".split(), animal, words) == "a brown animal chases two animals".split()
-    person = KindSubject("person", "person", WordEvidence("person", "object"), WindowObjects(
-        np.array([CLASS_INDEX["person"]]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [])
+    person = KindSubject("person", WordEvidence("person", "object"), WindowObjects(
+        np.array([CLASS_INDEX["person"]]), np.zeros((1, 6), np.float32), np.zeros((1, 4), np.float32)), [],
+        "a person is in view")
     assert as_kind("a person rides a wave".split(), person, words) == "a person rides a wave".split()
 
 

@@ -28,7 +28,7 @@ import torch
 
 from ..coco import CLASS_INDEX, KIND_CLASSES
 from ..concepts import MIN_PRECISION, ConceptHead
-from .evidence import MIN_KIND_PRECISION, MIN_KIND_SAID, mentioned_classes
+from .evidence import lowest_sure_bar, mentioned_classes
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,9 @@ def fit_kinds(names: Sequence[str], x: np.ndarray, captions, unnamed: np.ndarray
     for j, kind in enumerate(KIND_CLASSES):
         p, truth = oof[unnamed, j], y[unnamed, j].astype(bool)
         entry = {"train_photos": int(y[:, j].sum()), "calibration_photos_showing_it": int(truth.sum())}
-        bar = float("inf")
-        for candidate in KIND_BARS:
-            said = p >= candidate
-            if said.sum() >= MIN_KIND_SAID and truth[said].mean() >= MIN_KIND_PRECISION:
-                bar = float(candidate)
-                entry.update({"threshold": bar, "said": int(said.sum()), "precision": round(float(truth[said].mean()), 3),
-                              "recall": round(float((said & truth).sum() / max(truth.sum(), 1)), 3)})
-                break
+        bar, sure = lowest_sure_bar(p, truth, KIND_BARS)
+        if sure:
+            entry.update({"threshold": bar, **sure})
         thresholds.append(bar)
         report["per_kind"][kind] = entry
     log.info("concept head kinds (bars on %d photos the detector named nothing on): %s", int(unnamed.sum()), report["per_kind"])

@@ -175,6 +175,19 @@ MIN_KIND_PRECISION = 0.9  # "an animal" must be right at least this often where 
 MIN_KIND_SAID = 20  # ... over at least this many training photos
 
 
+def lowest_sure_bar(values: np.ndarray, truth: np.ndarray, grid) -> tuple[float, dict]:
+    """The lowest bar of ``grid`` (ascending) at which >= ``MIN_KIND_SAID`` photos score at least
+    it and >= ``MIN_KIND_PRECISION`` of those are right (``truth``): (bar, {said, precision,
+    recall}); (inf, {}) where none is. The detector's kind floors and the concept head's kinds
+    are both set so."""
+    for bar in grid:
+        said = values >= bar
+        if said.sum() >= MIN_KIND_SAID and truth[said].mean() >= MIN_KIND_PRECISION:
+            return float(bar), {"said": int(said.sum()), "precision": round(float(truth[said].mean()), 3),
+                                "recall": round(float((said & truth).sum() / max(truth.sum(), 1)), 3)}
+    return float("inf"), {}
+
+
 def calibrate_kinds(bar: EvidenceBar, photos: Sequence[CaptionedPhoto], embedding_dim: int) -> tuple[EvidenceBar, dict]:
     """``bar`` with its ``kind_min_conf``: for each kind (``coco.KIND_CLASSES``), on the training
     photos none of whose objects passes ``bar``, the lowest confidence of the kind's best
@@ -201,12 +214,9 @@ def calibrate_kinds(bar: EvidenceBar, photos: Sequence[CaptionedPhoto], embeddin
         values = np.array([v for v, _ in rows]) if rows else np.zeros(0)
         truth = np.array([t for _, t in rows], bool)
         report[kind] = {"photos_with_a_detection": len(rows), "named_by_captions": int(truth.sum())}
-        for threshold in grid:
-            said = values >= threshold
-            if said.sum() >= MIN_KIND_SAID and truth[said].mean() >= MIN_KIND_PRECISION:
-                kinds[kind] = threshold
-                report[kind].update({"min_conf": threshold, "said": int(said.sum()), "precision": round(float(truth[said].mean()), 3),
-                                     "recall": round(float((said & truth).sum() / max(truth.sum(), 1)), 3)})
-                break
+        threshold, sure = lowest_sure_bar(values, truth, grid)
+        if sure:
+            kinds[kind] = threshold
+            report[kind].update({"min_conf": threshold, **sure})
     log.info("kinds named when no class passes: %s", report)
     return replace(bar, kind_min_conf=kinds), report
