@@ -250,9 +250,11 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
             if tokens:
                 tokens = as_kind(tokens, subject, window.word_class)
                 track_ids = sorted(set(subject.evidence.track_ids))
-                words = [replace(subject.evidence, word=t) for t in dict.fromkeys(tokens)
-                         if t in (subject.kind, KIND_PLURALS[subject.kind])]
-                words = (words or [subject.evidence]) + [w for w in word_evidence(window, tokens, {}) if w.kind != "object"]
+                kind_words = (subject.kind, KIND_PLURALS[subject.kind])
+                words = [replace(subject.evidence, word=t) for t in dict.fromkeys(tokens) if t in kind_words]
+                # the kind word's evidence is the kind's ("animal" is also a noun photos taught: not a second, scene entry)
+                words = (words or [subject.evidence]) + [w for w in word_evidence(window, tokens, {})
+                                                         if w.kind != "object" and w.word not in kind_words]
                 return detokenize(tokens), round(confidence, 4), Evidence(track_ids, [], times, {}, words)
         return subject.in_view, 1.0, Evidence(sorted(set(subject.evidence.track_ids)), [], times, {},
                                       [subject.evidence] + scene_words[:1])

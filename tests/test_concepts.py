@@ -247,6 +247,10 @@ def test_a_kind_the_pixels_show_is_said_of_a_still_picture_with_nothing_named(mo
     assert caption.startswith("a person ")  # described by the decoder, as a detected person would be
     assert evidence.words[0].word == "person" and evidence.words[0].score > 0.99 and "concept head" in evidence.words[0].why
     assert not [w for w in evidence.words[1:] if w.kind == "object"]  # only the head licensed the person
+    animal_head = replace(head, bias=np.array([-9.0, 9.0, -9.0, -9.0], np.float32))
+    caption, _, evidence = describe_window(replace(model.trained, concepts=animal_head), [empty], options)
+    assert "animal" in caption.split() and "dog" not in caption.split()  # the stand-in's nouns said as the kind
+    assert [w.word for w in evidence.words].count("animal") == 1 and "concept head" in evidence.words[0].why
     later = replace(empty, t_sec=0.25)
     assert describe_window(trained, [empty, later], options)[0] == NOTHING_SEEN  # calibrated on stills only
     no_kinds = ConceptHead(["snow"], np.zeros((1, d), np.float32), bias[:1], np.array([np.inf], np.float32), 640)
