@@ -39,7 +39,9 @@ class WordEvidence:
     ``verdict`` "supported" / "unknown" / "unmeasured" - a verb no motion measure covers, such as
     "talking" - with the tracks that show it and the share of tracks that do as ``score``), or
     "scene" (a noun no detector class covers: the concept head's probability as ``score``, verdict
-    "supported" / "below its bar", where the head scores it; else the decoder's word alone).
+    "supported" / "below its bar", where the head scores it; else the decoder's word alone). On a
+    still picture a verb or scene noun the concept head ranks has verdict "ranked" and that
+    probability as ``score``: the pixels chose among the sentences, nothing measured it as a licence.
     """
 
     word: str

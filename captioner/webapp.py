@@ -146,6 +146,8 @@ def word_title(word: WordEvidence) -> str:
     tracks = f"track{'s' if len(word.track_ids) != 1 else ''} {', '.join(map(str, word.track_ids))}" if word.track_ids else ""
     if word.kind == "object":
         return f"{word.why}; {tracks}; confidence {word.score:.2f}" if tracks else f"{word.why}; confidence {word.score:.2f}"
+    if word.verdict == "ranked":  # a still picture's verb or scene noun: the pixels' probability, not a measurement
+        return f"{word.why}: {word.score:.2f}"
     if word.kind == "verb":
         score = f" ({word.score:.2f})" if word.score is not None else ""
         return "; ".join(part for part in (f"motion evidence: {word.verdict}{score}", word.why, tracks) if part)

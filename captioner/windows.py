@@ -118,10 +118,15 @@ def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
     return counts
 
 
+PIXELS_RANKED = "the concept head's probability that a caption of this picture says it (it ranked the sentences)"
+
+
 def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[int]]) -> list[WordEvidence]:
     """For each content word of a caption: what licensed it. Objects: their class's tracks and best
     confidence; verbs: the motion evidence of their class (``grounding.verbs``), or "unmeasured";
-    scene nouns: the concept head's probability where it scores them, else the decoder alone. ``track_ids``: COCO class -> the window's track ids of it."""
+    scene nouns: the concept head's probability where it scores them, else the decoder alone; on a
+    still picture, a scene noun or verb the head ranks: that probability. ``track_ids``: COCO class
+    -> the window's track ids of it."""
     confidence = {int(c): float(f[SLOT_CONF]) for c, f in zip(window.named.class_ids, window.named.features)}
     out = []
     for i, token in enumerate(tokens):
@@ -131,7 +136,10 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
                                     why=f"detected as {COCO_CLASSES[cls]}"))
         elif token in window.scene_words:
             probability = window.scenes.probability.get(token) if window.scenes else None
-            if probability is None:
+            ranked = window.scenes.ranked.get(token) if window.scenes and not window.is_video else None
+            if probability is None and ranked is not None:
+                out.append(WordEvidence(token, "scene", [], round(ranked, 3), "ranked", PIXELS_RANKED))
+            elif probability is None:
                 out.append(WordEvidence(token, "scene", why="the decoder's word: no detector class or scene score covers it"))
             else:
                 supported = token in window.scenes.supported
@@ -141,7 +149,11 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
         elif is_verb_form(tokens, i):
             name = verb_class(token)
             support = window.verb_support.get(name) if name else None
-            if support is None:
+            ranked = window.scenes.ranked.get(token) if window.scenes and not window.is_video else None
+            if support is None and ranked is not None:  # a still picture: no motion, but the pixels rank it
+                out.append(WordEvidence(token, "verb", [], round(ranked, 3), "ranked", "a still picture: no motion; "
+                                        + PIXELS_RANKED))
+            elif support is None:
                 out.append(WordEvidence(token, "verb", verdict="unmeasured",
                                         why="no motion measure covers this verb" if name is None or window.is_video
                                         else "a still picture: no motion"))
@@ -278,6 +290,13 @@ def describe_window(trained: TrainedModel, frames: Sequence, options: CaptionOpt
     return caption, round(confidence, 4), Evidence(track_ids, classes, times, counts, words)
 
 
+def picture_word_probability(scenes: SceneEvidence, stoi: dict[str, int]) -> dict[int, float]:
+    """Vocabulary id -> the concept head's probability of the word on a still picture: a scene
+    noun's own output where it has one, else its lemma's (``ConceptHead.ranked``)."""
+    words = {**scenes.ranked, **scenes.probability}
+    return {stoi[w]: p for w, p in words.items() if w in stoi}
+
+
 def _decoded(trained: TrainedModel, frames: Sequence, named: WindowObjects, cells, scenes: SceneEvidence | None,
              options: CaptionOptions, frame_size: tuple[int, int] | None) -> tuple[list[str] | None, float, Window]:
     """The beam search over what is named, through the grounding rules: (the best hypothesis that
@@ -291,9 +310,10 @@ def _decoded(trained: TrainedModel, frames: Sequence, named: WindowObjects, cell
     decoder = network.decoder
     memory, mask, memory_proj = decoder.memory(inputs)
     odds = search_odds(window)
-    # a picture's scene words are the decoder's (video keeps only supported ones): rank them by the pixels' evidence
-    scene_odds = ({trained.vocab.stoi[w]: p for w, p in scenes.probability.items() if w in trained.vocab.stoi}
-                  if scenes is not None and not window.is_video else {})
+    # a picture's scene words are the decoder's (video keeps only supported ones), and so are its verbs
+    # (no motion in one frame): rank every word the concept head scores by the pixels' evidence
+    scene_odds = (picture_word_probability(scenes, trained.vocab.stoi) if scenes is not None and not window.is_video
+                  else {})
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
                        bias=odds.bias, blocks=no_repeats(trained.vocab),
                        rank=SalientCoverage(trained.grounding, salient_classes(named), scene_probability=scene_odds).rank,

@@ -292,3 +292,75 @@ def test_a_pictures_scene_words_are_ranked_by_the_pixels_evidence():
     seen = SalientCoverage(Grounding({}, set()), [], scene_probability={snow: 0.02, grass: 0.7})
     ranked = seen.rank(hyps())
     assert ranked[0].ids[-1] == grass and ranked[0].score > ranked[1].score
+
+
+def jumping_photos(n: int = 300, seed: int = 1):
+    """Photos whose embedding's second value says a dog jumps ("jumps" in some captions, "jumping"
+    in others: one lemma); the rest run."""
+    rng = np.random.default_rng(seed)
+    names, embeddings, cells, captions = [], [], [], []
+    for i in range(n):
+        jumps = rng.random() < 0.4
+        emb = rng.normal(size=E).astype(np.float32)
+        emb[1] += 3.0 if jumps else -3.0
+        verbs = (["a", "dog", "jumps"], ["a", "red", "dog", "is", "jumping"]) if jumps else (["a", "dog", "runs"],) * 2
+        names.append(f"{i}.jpg")
+        embeddings.append(emb)
+        cells.append(rng.normal(size=(9, C)).astype(np.float32))
+        place = [["a", "dog", "in", "the", "snow"]] * 2 if i % 3 == 0 else [["a", "dog"]] * 2  # a scene noun at random
+        captions.append([*verbs, *place, ["the", "dog"]])
+    return names, np.stack(embeddings), cells, captions
+
+
+def test_content_words_are_scored_by_lemma_and_license_nothing(wordnet, tmp_path):
+    """With the decoder's vocabulary the head also scores its content words by lemma ("jumps" and
+    "jumping" are one output), never function or colour words; their bars are inf (they only rank
+    a picture's sentences), and they survive a weights-only checkpoint."""
+    from captioner.training.concepts import lemma_forms
+
+    vocabulary = ["<pad>", "<bos>", "<eos>", "<unk>", "a", "the", "is", "dog", "jumps", "jumping", "runs", "red", "piano"]
+    assert lemma_forms(vocabulary) == {"dog": ["dog"], "jump": ["jumps", "jumping"], "run": ["runs"], "piano": ["piano"]}
+    names, embeddings, cells, captions = jumping_photos()
+    head = fit_concepts(names, embeddings, cells, captions, ["snow"], C, imgsz=640, vocabulary=vocabulary)
+    assert head.words == ["snow"]
+    assert head.ranked == ["dog", "jump", "run"]  # "piano": no photo says it
+    assert head.ranked_forms == [["dog"], ["jumps", "jumping"], ["runs"]]
+    assert np.isinf(head.threshold[-3:]).all() and len(head.threshold) == len(head.words) + len(head.kinds) + 3
+    assert head.calibration["ranked"]["held_out_auc"]["jump"] > 0.95
+    leaping = embeddings[0].copy()
+    leaping[1] = 4.0
+    scenes = scene_evidence(head, [leaping], None)
+    assert scenes.ranked["jumping"] == scenes.ranked["jumps"] > 0.9 > 0.1 > scenes.ranked["runs"]
+    assert not scenes.supported  # a ranked word is no licence
+    path = tmp_path / "c.pt"
+    torch.save({"concepts": head.to_dict()}, path)
+    again = ConceptHead.from_dict(torch.load(path, weights_only=True)["concepts"])
+    assert again.ranked == head.ranked and again.ranked_forms == head.ranked_forms
+    assert scene_evidence(again, [leaping], None).ranked == scenes.ranked
+
+
+def test_a_pictures_verbs_are_ranked_and_shown_with_the_pixels_evidence(model):
+    """On a still picture, every word the head scores ranks the sentences (a scene noun by its own
+    output, else by its lemma's) and a verb's JSON evidence is that probability ("ranked"); a video
+    window's verbs keep their motion evidence."""
+    from captioner.grounding import Window
+    from captioner.windows import picture_word_probability, word_evidence
+    from frames import frame
+
+    trained = model.trained
+    stoi = trained.vocab.stoi
+    scenes = SceneEvidence({"grass": 0.7}, frozenset(), ranked={"grass": 0.2, "jumping": 0.8, "running": 0.1})
+    odds = picture_word_probability(scenes, stoi)
+    assert odds == {stoi["grass"]: 0.7, stoi["jumping"]: 0.8, stoi["running"]: 0.1}
+    person = WindowObjects(np.array([0]), np.ones((1, 6), np.float32), np.zeros((1, trained.network.cfg.embedding_dim), np.float32))
+    tokens = "a person is jumping in the grass".split()
+    picture = Window([frame(0, ((100, 50, 200, 300), "person", 1))], person, trained.vocab, trained.grounding, (640, 360),
+                     scenes=scenes)
+    verb = {w.word: w for w in word_evidence(picture, tokens, {0: [1]})}["jumping"]
+    assert verb.kind == "verb" and verb.verdict == "ranked" and verb.score == 0.8 and "still picture" in verb.why
+    video = Window([frame(i, ((100, 50, 200, 300), "person", 1)) for i in range(4)], person, trained.vocab,
+                   trained.grounding, (640, 360), scenes=scenes)
+    assert {w.word: w for w in word_evidence(video, tokens, {0: [1]})}["jumping"].verdict != "ranked"
+    from captioner.webapp import word_title
+
+    assert word_title(verb).endswith(": 0.80") and "motion evidence" not in word_title(verb)  # the page's hover text

@@ -187,11 +187,14 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
                             [p.frame.cells for p in photos], [p.captions for p in photos],
                             payload["grounding"].get("scene_nouns", []), int(payload["config"]["cell_dim"]), perception.imgsz,
                             unnamed=np.array([named_nothing(bar, photo_objects(p, int(payload["config"]["embedding_dim"])))
-                                              for p in photos]))
+                                              for p in photos]),
+                            vocabulary=payload["vocab"]["itos"])
         payload["concepts"] = head.to_dict() if head is not None else None
         if head is not None:
             print(f"concept head: {len(head.words)} scene words, {head.calibration['words_with_a_bar']} with a bar; "
-                  f"kinds from pixels: {json.dumps(head.calibration.get('kinds', {}).get('per_kind', {}))}")
+                  f"kinds from pixels: {json.dumps(head.calibration.get('kinds', {}).get('per_kind', {}))}; "
+                  f"{len(head.ranked)} ranked lemmas (held-out AUC median "
+                  f"{head.calibration.get('ranked', {}).get('held_out_auc_median')})")
     with atomic_output(args.checkpoint) as tmp:
         torch.save(payload, tmp)
     print(json.dumps(verbs.to_dict(), indent=1, default=float))

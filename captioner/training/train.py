@@ -348,7 +348,8 @@ def run_training(video_dir: Path, captions_dir: Path | None, photos_dir: Path | 
     concepts = fit_concepts([p.name for p in data.photos], np.stack([p.token[:emb] for p in data.photos]),
                             [p.cells for p in data.photos], [p.captions for p in data.photos], data.scene_nouns,
                             model.cfg.cell_dim, perception.imgsz, cfg.seed,
-                            np.array([evidence.named_nothing(data.evidence, p.objects) for p in data.photos])) if data.photos else None
+                            np.array([evidence.named_nothing(data.evidence, p.objects) for p in data.photos]),
+                            data.vocab.itos) if data.photos else None
     training = {"config": asdict(cfg), "data": data.stats, "prepare_seconds": round(prep_sec, 1),
                 "torch": str(torch.__version__), **history,
                 "perception": perception.settings(), "video_dir": str(video_dir)}
