@@ -164,31 +164,21 @@ def fit_ranked(names: Sequence[str], x: np.ndarray, captions, forms: dict[str, l
                seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """The ranked lemmas of ``forms`` with enough photos: (lemmas, weight (R, D), bias (R,), report
     with the held-out AUC of an 80 % fit)."""
+    from .eval import auroc
+
     lemmas, y = lemma_targets(captions, forms)
     keep = y.sum(axis=0) >= MIN_PHOTOS
     lemmas, y = [w for w, k in zip(lemmas, keep) if k], y[:, keep]
     held = np.array([_held_out(n) for n in names])
     weight, bias, _ = _fit_linear(x[~held], y[~held], seed)
     probs = _sigmoid(x[held] @ weight.T + bias)
-    aucs = {w: _auc(probs[:, k], y[held, k]) for k, w in enumerate(lemmas) if 0 < y[held, k].sum() < held.sum()}
+    aucs = {w: auroc(probs[:, k], y[held, k]) for k, w in enumerate(lemmas) if 0 < y[held, k].sum() < held.sum()}
     weight, bias, loss = _fit_linear(x, y, seed)
     report = {"lemmas": len(lemmas), "photos_fit": len(names), "final_loss": round(loss, 4),
               "held_out_auc_median": round(float(np.median(list(aucs.values()))), 3) if aucs else None,
               "held_out_auc": {w: round(a, 3) for w, a in aucs.items()}}
     log.info("concept head: %d ranked lemmas, held-out AUC median %s", len(lemmas), report["held_out_auc_median"])
     return lemmas, weight.astype(np.float32), bias.astype(np.float32), report
-
-
-def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the ROC curve (tied scores share their mean rank)."""
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    _, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.bincount(group, weights=ranks) / counts)[group]
-    positives = truth.astype(bool)
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _threshold(probs: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
