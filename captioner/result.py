@@ -42,6 +42,8 @@ class WordEvidence:
     "supported" / "below its bar", where the head scores it; else the decoder's word alone). On a
     still picture a verb or scene noun the concept head ranks has verdict "ranked" and that
     probability as ``score``: the pixels chose among the sentences, nothing measured it as a licence.
+    "colour": the share of the named objects' boxes whose central pixels show it as ``score``,
+    the tracks of those boxes, verdict "shown".
     """
 
     word: str

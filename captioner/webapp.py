@@ -137,7 +137,7 @@ def timeline_rows(result: Result) -> list[list[Any]]:
 
 
 WORD_STYLE = {"object": "border-bottom: 2px solid #2a9d8f", "verb": "border-bottom: 2px dotted #e76f51",
-              "scene": "border-bottom: 2px dashed #8d99ae"}
+              "scene": "border-bottom: 2px dashed #8d99ae", "colour": "border-bottom: 2px dotted #8d99ae"}
 MAX_EVIDENCE_LINES = 30  # segments shown with their word evidence (the JSON has them all)
 
 
@@ -148,6 +148,8 @@ def word_title(word: WordEvidence) -> str:
         return f"{word.why}; {tracks}; confidence {word.score:.2f}" if tracks else f"{word.why}; confidence {word.score:.2f}"
     if word.verdict == "ranked":  # a still picture's verb or scene noun: the pixels' probability, not a measurement
         return f"{word.why}: {word.score:.2f}"
+    if word.kind == "colour":
+        return f"{word.why}; {tracks}" if tracks else word.why
     if word.kind == "verb":
         score = f" ({word.score:.2f})" if word.score is not None else ""
         return "; ".join(part for part in (f"motion evidence: {word.verdict}{score}", word.why, tracks) if part)
@@ -175,7 +177,8 @@ def evidence_html(result: Result) -> str:
         lines.append(f"<div>... {more} more segment(s) in the JSON download</div>")
     legend = ("<div><small>Hover a word: <span style='border-bottom: 2px solid #2a9d8f'>object</span> (its boxes' "
               "track ids and confidence), <span style='border-bottom: 2px dotted #e76f51'>verb</span> (the motion "
-              "evidence), <span style='border-bottom: 2px dashed #8d99ae'>scene</span> word.</small></div>")
+              "evidence), <span style='border-bottom: 2px dashed #8d99ae'>scene</span> word, "
+              "<span style='border-bottom: 2px dotted #8d99ae'>colour</span> (the boxes that show it).</small></div>")
     return '<div id="caption-evidence">' + legend + "".join(lines) + "</div>"
 
 

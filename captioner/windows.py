@@ -12,6 +12,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .coco import CLASS_INDEX, COCO_CLASSES, KIND_PLURALS, class_word, with_article
+from .colours import BIT, COLOUR_WORDS, MIN_PIXEL_SHARE
 from .concepts import SceneEvidence, scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
@@ -118,6 +119,21 @@ def class_counts(frames: Sequence, classes: np.ndarray) -> dict[str, int]:
     return counts
 
 
+def colour_evidence(window: Window, word: str) -> WordEvidence:
+    """A colour word's licence (``grounding.search.ColoursShown``): the share of the named objects'
+    boxes whose central pixels show one of the colours the word may describe, and their tracks."""
+    mask = sum(BIT[name] for name in COLOUR_WORDS[word])
+    boxes = [(int(bits), int(track)) for f in window.frames if f.detections.colours is not None
+             for c, bits, track in zip(f.detections.class_id, f.detections.colours, f.detections.track_id)
+             if int(c) in window.present]
+    showing = [track for bits, track in boxes if bits & mask]
+    shown = "/".join(sorted(COLOUR_WORDS[word]))
+    return WordEvidence(word, "colour", sorted({t for t in showing if t >= 0}),
+                        round(len(showing) / len(boxes), 3) if boxes else None, "shown" if showing else "not shown",
+                        f"{len(showing)} of {len(boxes)} boxes of the named objects show {shown} "
+                        f"(>= {MIN_PIXEL_SHARE:.0%} of their central pixels)")
+
+
 PIXELS_RANKED = "the concept head's probability that a caption of this picture says it (it ranked the sentences)"
 
 
@@ -125,8 +141,9 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
     """For each content word of a caption: what licensed it. Objects: their class's tracks and best
     confidence; verbs: the motion evidence of their class (``grounding.verbs``), or "unmeasured";
     scene nouns: the concept head's probability where it scores them, else the decoder alone; on a
-    still picture, a scene noun or verb the head ranks: that probability. ``track_ids``: COCO class
-    -> the window's track ids of it."""
+    still picture, a scene noun or verb the head ranks: that probability; colour words: the share
+    of the named objects' boxes that show the colour. ``track_ids``: COCO class -> the window's
+    track ids of it."""
     confidence = {int(c): float(f[SLOT_CONF]) for c, f in zip(window.named.class_ids, window.named.features)}
     out = []
     for i, token in enumerate(tokens):
@@ -146,6 +163,8 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
                 out.append(WordEvidence(token, "scene", [], round(probability, 3), "supported" if supported else "below its bar",
                                         "the concept head on the pixels" + ("" if supported else
                                                                             " (a picture's named objects carry it)")))
+        elif token in COLOUR_WORDS:
+            out.append(colour_evidence(window, token))
         elif is_verb_form(tokens, i):
             name = verb_class(token)
             support = window.verb_support.get(name) if name else None

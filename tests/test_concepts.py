@@ -364,3 +364,30 @@ def test_a_pictures_verbs_are_ranked_and_shown_with_the_pixels_evidence(model):
     from captioner.webapp import word_title
 
     assert word_title(verb).endswith(": 0.80") and "motion evidence" not in word_title(verb)  # the page's hover text
+
+
+def test_a_colour_word_shows_the_boxes_that_show_it(model):
+    """A colour word's evidence is the share of the named objects' boxes whose pixels show it, with
+    their tracks ("tan" may describe a brown box)."""
+    from dataclasses import replace
+
+    from captioner.colours import BIT
+    from captioner.grounding import Window
+    from captioner.windows import word_evidence
+    from frames import frame
+
+    trained = model.trained
+    dog = WindowObjects(np.array([16]), np.ones((1, 6), np.float32), np.zeros((1, trained.network.cfg.embedding_dim), np.float32))
+    frames = []
+    for i in range(4):
+        f = frame(i, ((100, 50, 200, 300), "dog", 1), ((300, 50, 400, 300), "dog", 2))
+        frames.append(replace(f, detections=replace(f.detections, colours=np.array(
+            [BIT["brown"] | BIT["white"], BIT["black"]], np.uint16))))
+    window = Window(frames, dog, trained.vocab, trained.grounding, (640, 360))
+    said = {w.word: w for w in word_evidence(window, "a brown and tan dog is running".split(), {16: [1, 2]})}
+    brown = said["brown"]
+    assert brown.kind == "colour" and brown.score == 0.5 and brown.track_ids == [1] and brown.verdict == "shown"
+    assert "4 of 8 boxes" in brown.why and said["tan"].track_ids == [1]
+    from captioner.webapp import word_title
+
+    assert "track 1" in word_title(brown)
