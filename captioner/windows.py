@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .coco import CLASS_INDEX, COCO_CLASSES, KIND_PLURALS, class_word, with_article
-from .colours import BIT, COLOUR_WORDS, MIN_PIXEL_SHARE
+from .colours import BIT, COLOUR_WORDS, MIN_BOX_SHARE, MIN_PIXEL_SHARE
 from .concepts import SceneEvidence, scene_evidence
 from .decoding import beam_search
 from .grounding import SalientCoverage, Window, forecast_sentences, no_repeats, search_odds, true_sentence
@@ -123,14 +123,12 @@ def colour_evidence(window: Window, word: str) -> WordEvidence:
     """A colour word's licence (``grounding.search.ColoursShown``): the share of the named objects'
     boxes whose central pixels show one of the colours the word may describe, and their tracks."""
     mask = sum(BIT[name] for name in COLOUR_WORDS[word])
-    boxes = [(int(bits), int(track)) for f in window.frames if f.detections.colours is not None
-             for c, bits, track in zip(f.detections.class_id, f.detections.colours, f.detections.track_id)
-             if int(c) in window.present]
+    boxes = window.colour_boxes
     showing = [track for bits, track in boxes if bits & mask]
-    shown = "/".join(sorted(COLOUR_WORDS[word]))
-    return WordEvidence(word, "colour", sorted({t for t in showing if t >= 0}),
-                        round(len(showing) / len(boxes), 3) if boxes else None, "shown" if showing else "not shown",
-                        f"{len(showing)} of {len(boxes)} boxes of the named objects show {shown} "
+    share = len(showing) / len(boxes) if boxes else 0.0
+    return WordEvidence(word, "colour", sorted({t for t in showing if t >= 0}), round(share, 3) if boxes else None,
+                        "shown" if share >= MIN_BOX_SHARE else "not shown",
+                        f"{len(showing)} of {len(boxes)} boxes of the named objects show {'/'.join(sorted(COLOUR_WORDS[word]))} "
                         f"(>= {MIN_PIXEL_SHARE:.0%} of their central pixels)")
 
 
@@ -145,6 +143,7 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
     of the named objects' boxes that show the colour. ``track_ids``: COCO class -> the window's
     track ids of it."""
     confidence = {int(c): float(f[SLOT_CONF]) for c, f in zip(window.named.class_ids, window.named.features)}
+    ranked = window.scenes.ranked if window.scenes is not None and not window.is_video else {}  # a picture's words
     out = []
     for i, token in enumerate(tokens):
         if token in window.word_class:
@@ -153,9 +152,8 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
                                     why=f"detected as {COCO_CLASSES[cls]}"))
         elif token in window.scene_words:
             probability = window.scenes.probability.get(token) if window.scenes else None
-            ranked = window.scenes.ranked.get(token) if window.scenes and not window.is_video else None
-            if probability is None and ranked is not None:
-                out.append(WordEvidence(token, "scene", [], round(ranked, 3), "ranked", PIXELS_RANKED))
+            if probability is None and token in ranked:
+                out.append(WordEvidence(token, "scene", [], round(ranked[token], 3), "ranked", PIXELS_RANKED))
             elif probability is None:
                 out.append(WordEvidence(token, "scene", why="the decoder's word: no detector class or scene score covers it"))
             else:
@@ -168,9 +166,8 @@ def word_evidence(window: Window, tokens: list[str], track_ids: dict[int, list[i
         elif is_verb_form(tokens, i):
             name = verb_class(token)
             support = window.verb_support.get(name) if name else None
-            ranked = window.scenes.ranked.get(token) if window.scenes and not window.is_video else None
-            if support is None and ranked is not None:  # a still picture: no motion, but the pixels rank it
-                out.append(WordEvidence(token, "verb", [], round(ranked, 3), "ranked", "a still picture: no motion; "
+            if support is None and token in ranked:  # a still picture: no motion, but the pixels rank it
+                out.append(WordEvidence(token, "verb", [], round(ranked[token], 3), "ranked", "a still picture: no motion; "
                                         + PIXELS_RANKED))
             elif support is None:
                 out.append(WordEvidence(token, "verb", verdict="unmeasured",
@@ -331,11 +328,11 @@ def _decoded(trained: TrainedModel, frames: Sequence, named: WindowObjects, cell
     odds = search_odds(window)
     # a picture's scene words are the decoder's (video keeps only supported ones), and so are its verbs
     # (no motion in one frame): rank every word the concept head scores by the pixels' evidence
-    scene_odds = (picture_word_probability(scenes, trained.vocab.stoi) if scenes is not None and not window.is_video
-                  else {})
+    word_odds = (picture_word_probability(scenes, trained.vocab.stoi) if scenes is not None and not window.is_video
+                 else {})
     hyps = beam_search(decoder, memory, mask, memory_proj, STYLE_IDS[options.style], banned=odds.banned,
                        bias=odds.bias, blocks=no_repeats(trained.vocab),
-                       rank=SalientCoverage(trained.grounding, salient_classes(named), scene_probability=scene_odds).rank,
+                       rank=SalientCoverage(trained.grounding, salient_classes(named), concept_probability=word_odds).rank,
                        beam_size=options.beam_size, max_len=network.cfg.max_caption_len)
     for hyp in hyps:  # the best hypothesis that reads as a true sentence about what is named
         said = true_sentence(window, trained.vocab.decode_tokens(hyp.ids))

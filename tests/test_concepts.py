@@ -289,7 +289,7 @@ def test_a_pictures_scene_words_are_ranked_by_the_pixels_evidence():
 
     plain = SalientCoverage(Grounding({}, set()), [])
     assert plain.rank(hyps())[0].ids[-1] == snow
-    seen = SalientCoverage(Grounding({}, set()), [], scene_probability={snow: 0.02, grass: 0.7})
+    seen = SalientCoverage(Grounding({}, set()), [], concept_probability={snow: 0.02, grass: 0.7})
     ranked = seen.rank(hyps())
     assert ranked[0].ids[-1] == grass and ranked[0].score > ranked[1].score
 

@@ -130,8 +130,8 @@ def no_repeats(vocab: Vocabulary) -> Callable[[list[int], int], bool]:
 @dataclass
 class SalientCoverage:
     """Hypotheses ranked by length-normalised log-probability plus ``coverage_weight`` times the
-    share of the window's salient objects they name, plus ``scene_weight`` times the log-odds the
-    concept head gives each word it scores that they say (``scene_probability``: vocabulary id ->
+    share of the window's salient objects they name, plus ``concept_weight`` times the log-odds the
+    concept head gives each word it scores that they say (``concept_probability``: vocabulary id ->
     its probability on this picture, scene nouns and ranked lemmas; empty where no head scores the
     window: video)."""
 
@@ -141,17 +141,17 @@ class SalientCoverage:
     # "in the snow" of a lawn loses to "in the grass", "jumping over a hurdle" of a dog in a field to "running"
     length_alpha: float = 1.0
     coverage_weight: float = 1.0
-    scene_probability: dict[int, float] = field(default_factory=dict)
-    scene_weight: float = 0.05
+    concept_probability: dict[int, float] = field(default_factory=dict)
+    concept_weight: float = 0.05
 
     def rank(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         target = set(self.salient)
         for hyp in hypotheses:
             hyp.named = self.grounding.named_classes(hyp.ids)
             coverage = len(hyp.named & target) / len(target) if target else 0.0
-            scenes = [self.scene_probability[i] for i in set(hyp.ids) if i in self.scene_probability]
+            scored = [self.concept_probability[i] for i in set(hyp.ids) if i in self.concept_probability]
             hyp.score = (hyp.logprob / (len(hyp.ids) + 1) ** self.length_alpha + self.coverage_weight * coverage
-                         + self.scene_weight * sum(_log_odds(p) for p in scenes))
+                         + self.concept_weight * sum(_log_odds(p) for p in scored))
         return sorted(hypotheses, key=lambda x: -x.score)
 
 

@@ -80,11 +80,17 @@ class Window:
         return self.scene_words | set(self.word_class)
 
     @cached_property
+    def colour_boxes(self) -> list[tuple[int, int]]:
+        """(colour bit set, track id) of every box of the named classes whose colours were read
+        (colour words are checked against these)."""
+        return [(int(bits), int(track)) for f in self.frames if f.detections.colours is not None
+                for c, bits, track in zip(f.detections.class_id, f.detections.colours, f.detections.track_id)
+                if int(c) in self.present]
+
+    @cached_property
     def box_colours(self) -> list[int]:
-        """The colour bit sets of every box of the named classes (colour words are checked
-        against these; a box whose colours were not read shows none)."""
-        return [int(bits) for f in self.frames if f.detections.colours is not None
-                for c, bits in zip(f.detections.class_id, f.detections.colours) if int(c) in self.present]
+        """The colour bit sets of ``colour_boxes``."""
+        return [bits for bits, _ in self.colour_boxes]
 
     @cached_property
     def boxes(self) -> list[tuple[np.ndarray, np.ndarray]]:
