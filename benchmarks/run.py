@@ -397,7 +397,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="captioner-bench-models-"))
     load_before = os.getloadavg()
     conf = CaptionOptions.conf
-    offline, live, rounds = {}, {}, {}
+    offline, live, rounds, single_rounds = {}, {}, {}, {}
     for backend in backends:
         anchor_model = anchor_models(backend, weights, sha256, names, args.imgsz, folder)
         spec = {"clips": clips, "imgsz": args.imgsz, "conf": conf, "backend": backend, "anchor_model": anchor_model,
@@ -406,13 +406,16 @@ def main() -> None:
         # whose cores the network fills, which is faster?), interleaved, args.repeats rounds: a
         # shared VM's speed drifts by 10-20 % within minutes, so each figure is the median run and
         # each ratio is also given per round (the same minute for both)
-        runs: dict[str, list[dict]] = {"ours": [], "anchor": [], "floor": [], "inline": []}
+        # an export backend runs a batch's frames side by side, one per core; "single" is ours one frame per pass
+        variants = {"inline": {"read_ahead": 0}, **({"single": {"frame_batch": 1}} if backend != "torch" else {})}
+        runs: dict[str, list[dict]] = {"ours": [], "anchor": [], "floor": [], **{kind: [] for kind in variants}}
         for _ in range(args.repeats):
             for kind in runs:
-                runs[kind].append(run_child("ours" if kind == "inline" else kind,
-                                            {**spec, "read_ahead": 0} if kind == "inline" else spec))
+                runs[kind].append(run_child("ours" if kind in variants else kind, {**spec, **variants.get(kind, {})}))
         offline[backend] = {kind: median_run(done) for kind, done in runs.items()}
         rounds[backend] = [ours["seconds"] / anchor["seconds"] for ours, anchor in zip(runs["ours"], runs["anchor"])]
+        if "single" in runs:
+            single_rounds[backend] = [ours["seconds"] / single["seconds"] for ours, single in zip(runs["ours"], runs["single"])]
         for imgsz in args.live_imgsz:
             for fps in args.live_fps:
                 live[(backend, imgsz, fps)] = run_child("live", {
@@ -443,12 +446,17 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for backend, r in offline.items():
         anchor, floor = r["anchor"], r["floor"]
-        for label, ours in ((backend, r["ours"]), (f"{backend}, decoding inline (read_ahead=0)", r["inline"])):
+        rows = [(backend, r["ours"]), (f"{backend}, decoding inline (read_ahead=0)", r["inline"])]
+        if "single" in r:
+            rows.append((f"{backend}, one frame per network call (frame_batch=1)", r["single"]))
+        for label, ours in rows:
             print(f"| {label} | {ours['seconds'] / video_sec:.3f} | {anchor['seconds'] / video_sec:.3f} | "
                   f"{ours['seconds'] / anchor['seconds']:.2f} | {floor['seconds'] / video_sec:.3f} | "
                   f"{ours['seconds'] / floor['seconds']:.2f} | {ours['peak_rss_mb']:.0f} / {anchor['peak_rss_mb']:.0f} |")
     for backend, ratios in rounds.items():
         print(f"{backend}: captioner / anchor per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    for backend, ratios in single_rounds.items():
+        print(f"{backend}: captioner (frames side by side) / one frame per call, per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if "torch" in offline:
         for backend in [b for b in offline if b != "torch"]:
             print(f"\n{backend} over torch, captioner end to end: "

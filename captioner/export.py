@@ -20,9 +20,16 @@ sha256, the feature layers and the opset; the input size is not part of the key,
 graph takes any. Nothing is downloaded: the export needs only torch and the ``onnx`` package.
 
 ONNX Runtime computes in float32 (detections and features within float rounding of PyTorch's).
-OpenVINO compiles the graph once, input shape dynamic (about 0.4 s; cached on disk for the next
-run), at the CPU's fastest precision: bfloat16 on CPUs that have it (AVX512-BF16, AMX), float32 elsewhere; bf16 shifts
-boxes by a fraction of a pixel and features by ~1e-2 (README, Performance).
+OpenVINO compiles the graph for each input shape it is given (about 0.2 s; cached on disk for the
+next run), at the CPU's fastest precision: bfloat16 on CPUs that have it (AVX512-BF16, AMX), float32
+elsewhere; bf16 shifts boxes by a fraction of a pixel and features by ~1e-2 (README, Performance).
+
+ONNX Runtime runs a batch of frames (offline files) side by side, one single-threaded session per
+core, not as one batched inference: this small network leaves cores idle between its layers when they
+share one frame. On 2 cores a pair of frames took 22.1 ms a frame that way against 24.8 ms one after
+another (384x640, AVX512-BF16 EPYC), and a whole captioning run 0.83-0.88x the time (benchmarks/run.py).
+OpenVINO's own threading does better: two streams of one frame each ran 12.4 against 13.1 ms a frame
+but whole runs no faster (0.95-1.10x, 190 MB more memory), so it takes a batch as one inference.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ OUTPUT_NAMES = ("preds", "p3", "p4", "p5")
 RUNTIME_PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"),
                     "openvino-int8": ("openvino", "int8")}  # backend -> (module, extra)
 INT8_BACKEND = "openvino-int8"
+MAX_STREAMS = 8  # ONNX Runtime: frames of a batch run at once at most (one core each)
 CALIBRATION_ENV = "CAPTIONER_CALIBRATION"  # a folder of videos (or one video) to calibrate the int8 network on
 CALIBRATION_FRAMES = 300  # frames sampled evenly over the calibration videos
 CALIBRATION_IMGSZ = 640  # letterboxed like captioner's default input (rectangles, stride 32)
@@ -126,22 +134,52 @@ def export_onnx(network, feature_layers: Sequence[int], weights_name: str, weigh
     return path
 
 
+def parallel_streams(threads: int | None) -> int:
+    """Frames of a batch ONNX Runtime runs at once, one core each (module docstring); at most ``MAX_STREAMS``."""
+    return max(1, min(int(threads or os.cpu_count() or 1), MAX_STREAMS))
+
+
 class OnnxRuntimeNetwork:
-    """The exported graph in ONNX Runtime (CPU, float32). Call with a (B, 3, H, W) float32 array."""
+    """The exported graph in ONNX Runtime (CPU, float32). Call with a (B, 3, H, W) float32 array:
+    one frame runs on every thread; B >= 2 frames run ``parallel_frames`` at a time, one
+    single-threaded session each (module docstring)."""
 
     takes_letterboxed_bgr = False  # fed the float tensor Ultralytics' preprocess makes
 
     def __init__(self, path: Path, threads: int | None = None):
+        self.path, self.threads = path, threads
+        self.parallel_frames = parallel_streams(threads)
+        self.session = self._session(threads)
+        self._stream_sessions: list | None = None  # made on the first batch
+        self._pool = None
+
+    def _session(self, threads: int | None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(OUTPUT_NAMES), {"images": images})
+        if len(images) == 1 or self.parallel_frames == 1:
+            return self.session.run(list(OUTPUT_NAMES), {"images": images})
+        if self._stream_sessions is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            per_stream = max(1, (self.threads or self.parallel_frames) // self.parallel_frames)
+            self._stream_sessions = [self._session(per_stream) for _ in range(self.parallel_frames)]
+            self._pool = ThreadPoolExecutor(self.parallel_frames, thread_name_prefix="onnxruntime-stream")
+        sessions = self._stream_sessions
+
+        def run(k: int) -> list[np.ndarray]:  # frames k, k + n, k + 2n, ... on session k
+            return [sessions[k].run(list(OUTPUT_NAMES), {"images": images[i:i + 1]})
+                    for i in range(k, len(images), len(sessions))]
+
+        per_session = list(self._pool.map(run, range(min(len(sessions), len(images)))))
+        frames = [per_session[i % len(sessions)][i // len(sessions)] for i in range(len(images))]
+        return [np.concatenate([frame[k] for frame in frames]) for k in range(len(OUTPUT_NAMES))]
 
 
 def with_preprocessing(model):
@@ -166,6 +204,7 @@ class OpenVinoNetwork:
 
     takes_letterboxed_bgr = True  # converts to the network's input itself (``with_preprocessing``)
     max_shapes = 4  # compiled shapes kept (least recently used dropped): a folder of mixed video sizes
+    parallel_frames = 1  # a batch as one inference: two streams of one frame each were no faster (module docstring)
 
     def __init__(self, path: Path, threads: int | None = None):
         import openvino as ov

@@ -56,7 +56,8 @@ class CaptionOptions:
     device: str | None = None  # "cpu", "cuda", "cuda:N", "mps"; None or "auto": a GPU when there is one
     backend: str = "torch"  # see BACKENDS; the export backends run on the CPU
     # offline files: sampled frames per YOLO call (the tracker still sees them one by one, in
-    # order); 0 = auto: 1 on the CPU (batches are no faster there), 8 on a GPU
+    # order); 0 = auto: 8 on a GPU; on the CPU 1 (batches are no faster there), but with ONNX
+    # Runtime one frame per core, run side by side (Perception.frames_per_pass)
     frame_batch: int = 0
     # offline files: converted frames a background thread decodes ahead of YOLO; 0 = decode in
     # the calling thread (on a machine whose cores the network already fills, that may be as fast),

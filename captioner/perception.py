@@ -302,6 +302,15 @@ class Perception:
             out["int8"] = int8_key()
         return out
 
+    @property
+    def frames_per_pass(self) -> int:
+        """Frames one ``detect`` call should take offline: 8 on a GPU; on the CPU 1 with torch and
+        OpenVINO (batches are no faster per frame there), and with ONNX Runtime one per core, run
+        side by side (``export`` docstring). Loads the export runtime if needed."""
+        if self.backend == "torch":
+            return 8 if is_cuda(self.device) else 1
+        return self._export_network(self._ready_predictor()).parallel_frames
+
     def new_tracker(self, frame_rate: float = 4.0) -> StreamTracker:
         return StreamTracker(self.tracker_cfg, frame_rate)
 

@@ -24,7 +24,7 @@ import numpy as np
 from .checkpoint import TrainedModel, check_backbone, load_checkpoint
 from .errors import OptionsError
 from .options import CaptionOptions, ProgressCallback
-from .perception import Detections, Perception, is_cuda
+from .perception import Detections, Perception
 from .result import Evidence, Result, Segment, VideoMeta, WordEvidence
 from .stream import Stream, StreamUpdate
 from .video import ReadAhead, open_source, too_long
@@ -115,10 +115,9 @@ class Captioner:
         return self._result(meta, segments, options, frame_detections)
 
     def frame_batch(self, options: CaptionOptions | None = None) -> int:
-        """Sampled frames per YOLO call offline: ``options.frame_batch``, or when 0 (auto) 8 on a
-        GPU and 1 on the CPU, where batches are no faster per frame (measured on 2 cores)."""
-        size = (options or self.options).frame_batch
-        return size or (8 if is_cuda(self.perception.device) else 1)
+        """Sampled frames per YOLO call offline: ``options.frame_batch``, or when 0 (auto) what the
+        backend runs fastest (``Perception.frames_per_pass``)."""
+        return (options or self.options).frame_batch or self.perception.frames_per_pass
 
     def _caption_array(self, image: np.ndarray, options: CaptionOptions) -> Result:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

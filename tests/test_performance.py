@@ -134,11 +134,19 @@ def test_batched_frames_caption_as_one_at_a_time(model, synthetic_clip):
 def test_frame_batch_option():
     from captioner.pipeline import Captioner
 
-    def batch_for(device: str, frame_batch: int = 0) -> int:
-        fake = SimpleNamespace(options=CaptionOptions(frame_batch=frame_batch), perception=SimpleNamespace(device=device))
+    from captioner.perception import Perception
+
+    def batch_for(device: str, frame_batch: int = 0, backend: str = "torch") -> int:
+        perception = Perception.__new__(Perception)
+        perception.device, perception.backend = device, backend
+        # an export runtime that runs 2 frames at once (one per core), as on this 2-core machine
+        perception._ready_predictor = lambda: None
+        perception._export_network = lambda _predictor: SimpleNamespace(parallel_frames=2)
+        fake = SimpleNamespace(options=CaptionOptions(frame_batch=frame_batch), perception=perception)
         return Captioner.frame_batch(fake)
 
     assert (batch_for("cpu"), batch_for("cuda:0"), batch_for("cpu", 4)) == (1, 8, 4)
+    assert (batch_for("cpu", backend="onnx"), batch_for("cpu", 3, backend="onnx")) == (2, 3)
     for bad in (-1, 65, 2.5, True):
         with pytest.raises(OptionsError, match="frame batch"):
             CaptionOptions(frame_batch=bad)
@@ -216,6 +224,7 @@ def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_facto
     monkeypatch.setenv(EXPORTS_ENV, str(exports))
     monkeypatch.setenv(CALIBRATION_ENV, str(synthetic_clip))  # core tests never need ../shared
     monkeypatch.setattr(export, "CALIBRATION_FRAMES", 24)
+    torch.set_num_threads(2)  # the cores the export runtime is given (the batch check below runs 2 frames at once)
     exported = Perception(imgsz=320, backend=backend)
     frames = [f.image_bgr for f in sample_frames(synthetic_clip, 4.0)][::4]
     limits, boxes, matched = TOLERANCE[backend], 0, 0
@@ -252,6 +261,14 @@ def test_export_backend_matches_torch(perception, synthetic_clip, tmp_path_facto
         assert len(network._requests) == network.max_shapes and shapes[0] not in network._requests
         again = exported.detect([frames[0]])[0]
         assert np.allclose(again.embedding, exported.detect([frames[0]])[0].embedding)
+    # ONNX Runtime runs a batch side by side, one frame per core (export docstring; 2 cores were given),
+    # OpenVINO as one inference: either way the same as one frame at a time
+    assert exported.frames_per_pass == exported._network.parallel_frames == (2 if backend == "onnx" else 1)
+    for one_by_one, batched in zip([exported.detect([image])[0] for image in frames[:3]], exported.detect(frames[:3])):
+        assert _cosine(one_by_one.embedding, batched.embedding) >= 0.9999
+        assert _cosine(one_by_one.cells, batched.cells) >= 0.9999
+        np.testing.assert_array_equal(one_by_one.detections.class_id, batched.detections.class_id)
+        np.testing.assert_allclose(one_by_one.detections.box_xyxy, batched.detections.box_xyxy, atol=0.5)
 
 
 def test_int8_calibration_needs_videos(tmp_path, monkeypatch):
