@@ -43,8 +43,9 @@ class TrackMotion:
     scale_rate:    |d log(box area)/dt| per second: coming toward or going away
     posture_change: max - min of log(box height / width) over the track: sits down, stands up, bends
     limb_motion:   median |d log height| + |d log width| per second: arms and legs moving in place
-    partners:      for a person or animal, track ids of things one rides (``RIDDEN_IDS``) whose boxes
-                   hold this one's (``ON_SHARE``) in at least half of the frames both are seen in
+    partners:      for a person or animal, track ids of things one rides or sits in (``RIDDEN_IDS``,
+                   ``VEHICLE_IDS``) whose boxes hold this one's (``ON_SHARE``) in at least half of the
+                   frames both are seen in: they move together
     """
 
     track_id: int
@@ -203,7 +204,7 @@ def measure_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int
     cells = [getattr(f, "cells", None) for f in frames]
     cuts = cuts_between(cells)
     tracks = [t for t in _collect_tracks(frames).values() if len(t.t_sec) >= MIN_TRACK_FRAMES]
-    ridden = [t for t in tracks if t.class_id in RIDDEN_IDS]
+    ridden = [t for t in tracks if t.class_id in RIDDEN_IDS | VEHICLE_IDS]
     out = []
     for track in tracks:
         shot, same = _one_shot(track, cuts)

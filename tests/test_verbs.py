@@ -274,3 +274,44 @@ def test_a_cut_is_not_a_walk():
     for f in frames:  # without cells (no way to see the cut) the jump is measured as before
         f.cells = None
     assert measure_motion(frames, SIZE).tracks[0].n_frames == 12
+
+
+def test_a_person_drives_only_the_moving_vehicle_they_move_with(model):
+    """"a person is driving a car" of people standing in front of, or walking past, a car is false
+    even where their boxes overlap it (visionet_alley_walkers' first window said it); a driver's box
+    lies in a moving car's box and moves with it."""
+    from captioner.grounding import Window
+    from captioner.grounding.sentences import drives_what_it_moves_with
+    from captioner.tokens import tokens_for_frames
+    from captioner.windows import grounded_objects
+
+    trained = model.trained
+
+    def said(sentence: str, frames) -> bool:
+        emb = trained.network.cfg.embedding_dim
+        for f in frames:
+            f.embedding = np.zeros(emb, np.float32)
+        for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
+            f.token = token
+        named = grounded_objects(trained, frames)
+        assert {PERSON, CAR} <= {int(c) for c in named.class_ids}
+        window = Window(frames, named, trained.vocab, trained.grounding, SIZE, DEFAULT)
+        return drives_what_it_moves_with(sentence.split(), window.word_class, window)
+
+    drives = "a person is driving a red car"
+    # a parked car half hidden at the frame's edge: its box's size jitters past the vehicles' bar,
+    # and the person standing in front of it is held by its box in every frame
+    jitter = [frame(i, (box(40, 250, 80 * (1.6 if i % 2 else 1.0), 90), "car", 1), (box(40, 240, 30, 90), "person", 2))
+              for i in range(12)]
+    assert supports(jitter, {CAR, PERSON})["drive"] == "supported"
+    assert not said(drives, jitter)
+    # a person walking past a passing car, the other way: overlapping for a moment, never moving together
+    past = [frame(i, (box(50 + 25 * i, 250, 160, 90), "car", 1), (box(560 - 30 * i, 240, 40, 100), "person", 2))
+            for i in range(16)]
+    assert not said(drives, past)
+    # the driver: a person's box inside the moving car's, moving with it
+    driver = [frame(i, (box(50 + 25 * i, 250, 160, 90), "car", 1), (box(70 + 25 * i, 240, 40, 50), "person", 2))
+              for i in range(16)]
+    assert said(drives, driver)
+    # only "driving <a vehicle>" by a person or animal is checked
+    assert said("a car is driving past a person", past) and said("a person is driving past a car", past)

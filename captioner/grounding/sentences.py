@@ -5,6 +5,7 @@ is the caption."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 import numpy as np
@@ -177,6 +178,33 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
     return not seen_together
 
 
+def drives_what_it_moves_with(tokens: list[str], word_class: dict[str, int], window: Window) -> bool:
+    """Of a video window, False when the sentence says its subject drives a vehicle ("a person is
+    driving a car") but no track of the subject's class moves with a track of that vehicle's class
+    that the drive evidence lists as moving (``TrackMotion.partners``: the vehicle's box holds the
+    person's in at least half of their frames; and the person moves by the vehicles' own bar, unless
+    the camera moves). A box overlapping a car's in a frame is not enough: people walking past, or
+    standing in front of, parked cars overlap them, and a parked car half hidden at the frame's edge
+    can pass the vehicles' bar by its box's size jitter alone. True when the sentence says no such thing or the
+    window is a still picture (one frame shows no motion: ``rides_what_it_touches`` decides)."""
+    verb = next((i for i, t in enumerate(tokens) if t in DRIVE_VERBS), None)
+    if verb is None or window.motion is None:
+        return True
+    subject = next((word_class[t] for t in reversed(tokens[:verb]) if t in word_class), None)
+    # the vehicle is what is driven: the verb's object ("driving a red car"), not "driving past a truck"
+    after = list(itertools.takewhile(lambda t: t in MODIFIERS or t in word_class, tokens[verb + 1:verb + 5]))
+    vehicle = next((word_class[t] for t in after if t in word_class), None)
+    if subject is None or vehicle is None or subject == vehicle or COCO_CLASSES[subject] not in ANIMATE_CLASSES:
+        return True
+    support = window.verb_support.get("drive")
+    moving = set(support.track_ids) if support is not None and support.verdict == "supported" else set()
+    moving &= {t.track_id for t in window.motion.tracks if t.class_id == vehicle}
+    # the driver moves as the vehicle does (by the vehicles' own bar), unless the camera moves with both
+    camera = window.verbs.camera_moves(window.motion)
+    return any(t.class_id == subject and moving.intersection(t.partners) and (camera or window.verbs.drives(t))
+               for t in window.motion.tracks)
+
+
 class Complete:
     """Not cut short (``is_complete``)."""
 
@@ -207,10 +235,12 @@ class ObjectsInPlace:
 
 class RidesWhatItTouches:
     """"riding" / "driving" a thing only when a box of the subject lies on or in one of that
-    thing's in some frame (``rides_what_it_touches``)."""
+    thing's in some frame (``rides_what_it_touches``); "driving" a vehicle in a video only when
+    the subject moves with a moving one (``drives_what_it_moves_with``)."""
 
     def accepts(self, window: Window, tokens: list[str]) -> bool:
-        return rides_what_it_touches(tokens, window.word_class, window.boxes)
+        return rides_what_it_touches(tokens, window.word_class, window.boxes) and \
+            drives_what_it_moves_with(tokens, window.word_class, window)
 
 
 SENTENCE_REWRITES: list[SentenceRewrite] = [ScenePhrasesWithEvidence(), TwoNotRepeated()]
