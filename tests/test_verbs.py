@@ -294,7 +294,7 @@ def test_a_person_drives_only_the_moving_vehicle_they_move_with(model):
         for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
             f.token = token
         named = grounded_objects(trained, frames)
-        assert {PERSON, CAR} <= {int(c) for c in named.class_ids}
+        assert PERSON in {int(c) for c in named.class_ids}
         window = Window(frames, named, trained.vocab, trained.grounding, SIZE, DEFAULT)
         return drives_what_it_moves_with(sentence.split(), window.word_class, window)
 
@@ -313,5 +313,19 @@ def test_a_person_drives_only_the_moving_vehicle_they_move_with(model):
     driver = [frame(i, (box(50 + 25 * i, 250, 160, 90), "car", 1), (box(70 + 25 * i, 240, 40, 50), "person", 2))
               for i in range(16)]
     assert said(drives, driver)
-    # only "driving <a vehicle>" by a person or animal is checked
-    assert said("a car is driving past a person", past) and said("a person is driving past a car", past)
+    # a whole standing body before a car, even one moving with it (a presenter as the camera follows
+    # both): not seen inside it
+    before = [frame(i, (box(50 + 25 * i, 250, 160, 90), "car", 1), (box(70 + 25 * i, 230, 40, 100), "person", 2))
+              for i in range(16)]
+    assert not said(drives, before)
+    # with no vehicle driven named (a motorcycle the detector missed), or a vehicle that drives: the drive
+    # evidence's call
+    assert said("a person is driving past a car", past) and said("a car is driving past a person", past)
+    # an open vehicle: a rider's feet are on it; a person standing behind a moving one (the camera follows
+    # both) shows feet on the floor below it
+    def moto(top: float, height: float) -> list:
+        return [frame(i, (box(50 + 25 * i, 250, 80, 60), "motorcycle", 1),
+                      (box(55 + 25 * i, top + height / 2, 30, height), "person", 2)) for i in range(16)]
+
+    assert said("a person is driving a motorcycle", moto(190, 80))  # from y=190 down to 270: on the bike (ends 280)
+    assert not said("a person is driving a motorcycle", moto(200, 140))  # down to 340: standing on the floor behind it
