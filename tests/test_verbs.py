@@ -155,26 +155,32 @@ def test_verb_classes_cover_forms_and_thresholds_round_trip():
     assert again == fitted and VerbEvidence.from_dict(None) == VerbEvidence()
 
 
-def test_the_filter_bans_contradicted_verbs_and_boosts_trusted_ones(model):
-    """Through the real decoder's vocabulary: a crossing person's window bans posture words and
-    makes gait words likelier; a standing one bans gait words and boosts nothing untrusted."""
-    from captioner.grounding import Window, search_odds
+def grounded_window(trained, frames):
+    """A Window over hand-made frames through the real model's evidence bar (the frames get the
+    zero embeddings and tokens the decoder would read)."""
+    from captioner.grounding import Window
     from captioner.tokens import tokens_for_frames
     from captioner.windows import grounded_objects
 
-    trained = model.trained
-    vocab = trained.vocab
+    emb = trained.network.cfg.embedding_dim
+    for f in frames:
+        f.embedding = np.zeros(emb, np.float32)
+    for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
+        f.token = token
+    named = grounded_objects(trained, frames)
+    assert PERSON in {int(c) for c in named.class_ids}  # the person passes the evidence bar
+    return Window(frames, named, trained.vocab, trained.grounding, SIZE, DEFAULT)
+
+
+def test_the_filter_bans_contradicted_verbs_and_boosts_trusted_ones(model):
+    """Through the real decoder's vocabulary: a crossing person's window bans posture words and
+    makes gait words likelier; a standing one bans gait words and boosts nothing untrusted."""
+    from captioner.grounding import search_odds
+
+    vocab = model.trained.vocab
 
     def odds(frames):
-        emb = trained.network.cfg.embedding_dim
-        for f in frames:
-            f.embedding = np.zeros(emb, np.float32)
-        for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
-            f.token = token
-        named = grounded_objects(trained, frames)
-        assert len(named)  # the person passes the evidence bar
-        window = Window(frames, named, vocab, trained.grounding, SIZE, DEFAULT)
-        return search_odds(window)
+        return search_odds(grounded_window(model.trained, frames))
 
     still_ids = [vocab.stoi[w] for w in VERB_CLASSES["still"] if w in vocab.stoi]
     gait_ids = [vocab.stoi[w] for w in VERB_CLASSES["gait"] if w in vocab.stoi]
@@ -280,22 +286,10 @@ def test_a_person_drives_only_the_moving_vehicle_they_move_with(model):
     """"a person is driving a car" of people standing in front of, or walking past, a car is false
     even where their boxes overlap it (visionet_alley_walkers' first window said it); a driver's box
     lies in a moving car's box and moves with it."""
-    from captioner.grounding import Window
     from captioner.grounding.sentences import drives_what_it_moves_with
-    from captioner.tokens import tokens_for_frames
-    from captioner.windows import grounded_objects
-
-    trained = model.trained
 
     def said(sentence: str, frames) -> bool:
-        emb = trained.network.cfg.embedding_dim
-        for f in frames:
-            f.embedding = np.zeros(emb, np.float32)
-        for f, token in zip(frames, tokens_for_frames(frames, SIZE, emb)):
-            f.token = token
-        named = grounded_objects(trained, frames)
-        assert PERSON in {int(c) for c in named.class_ids}
-        window = Window(frames, named, trained.vocab, trained.grounding, SIZE, DEFAULT)
+        window = grounded_window(model.trained, frames)
         return drives_what_it_moves_with(sentence.split(), window.word_class, window)
 
     drives = "a person is driving a red car"
