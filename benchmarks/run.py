@@ -406,7 +406,7 @@ def main() -> None:
         # whose cores the network fills, which is faster?), interleaved, args.repeats rounds: a
         # shared VM's speed drifts by 10-20 % within minutes, so each figure is the median run and
         # each ratio is also given per round (the same minute for both)
-        # an export backend runs a batch's frames side by side, one per core; "single" is ours one frame per pass
+        # "single": ours at one frame per network call, what an export backend's auto frame batch is measured against
         variants = {"inline": {"read_ahead": 0}, **({"single": {"frame_batch": 1}} if backend != "torch" else {})}
         runs: dict[str, list[dict]] = {"ours": [], "anchor": [], "floor": [], **{kind: [] for kind in variants}}
         # the order rotates each round: in one run the first child of every round was 1.16-1.23x slower

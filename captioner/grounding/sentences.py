@@ -188,11 +188,11 @@ def drives_what_it_moves_with(tokens: list[str], word_class: dict[str, int], win
     person is driving a car") but no track of the subject's class moves with a moving track of the
     vehicle's class: a vehicle the drive evidence lists as moving whose box holds the person's in
     at least half of their frames (``TrackMotion.partners``), the person moving by the vehicles'
-    own bar unless the camera moves, and seen in or on it (``seen_driving``). A box overlapping a car's in a frame is not enough: people
-    walking past, or standing in front of, parked cars overlap them, and a parked car half hidden
-    at the frame's edge can pass the vehicles' bar by its box's size jitter alone. True when the
-    sentence says no such thing or the window is a still picture (one frame shows no motion:
-    ``rides_what_it_touches`` decides)."""
+    own bar unless the camera moves, and seen in or on it (``seen_driving``). A box overlapping a
+    car's in a frame is not enough: people walking past, or standing in front of, parked cars
+    overlap them, and a parked car half hidden at the frame's edge can pass the vehicles' bar by
+    its box's size jitter alone. True when the sentence says no such thing or the window is a
+    still picture (one frame shows no motion: ``rides_what_it_touches`` decides)."""
     verb = next((i for i, t in enumerate(tokens) if t in DRIVE_VERBS), None)
     if verb is None or window.motion is None:
         return True
