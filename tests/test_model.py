@@ -340,6 +340,16 @@ def test_a_hand_sized_object_is_not_sat_on_nor_acts():
         assert not misplaces_an_object(right.split(), word_class), right
 
 
+def test_nothing_walks_stands_or_drives_in_the_air():
+    from captioner.grounding.sentences import grounded_in_the_air
+
+    for wrong in ("a bird is walking through the air", "a person is standing in the air", "a car is driving through the air"):
+        assert grounded_in_the_air(wrong.split()), wrong
+    for right in ("a bird flies through the air", "a person is jumping in the air", "a bird is walking",
+                  "a tennis ball is in the air", "a person is walking in the rain"):
+        assert not grounded_in_the_air(right.split()), right
+
+
 def test_a_sentence_cut_short_is_not_complete():
     from captioner.grounding.sentences import is_complete
 

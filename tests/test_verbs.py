@@ -16,6 +16,7 @@ from captioner.result import Evidence, Segment, WordEvidence
 from frames import SIZE, box, frame
 
 PERSON, CAR, BICYCLE = CLASS_INDEX["person"], CLASS_INDEX["car"], CLASS_INDEX["bicycle"]
+BIRD, KITE = CLASS_INDEX["bird"], CLASS_INDEX["kite"]
 DEFAULT = VerbEvidence()
 
 
@@ -141,6 +142,21 @@ def test_the_background_is_the_cells_no_box_touches():
     assert background_change([base] * 3, full, SIZE) is None
 
 
+def test_only_a_bird_crossing_faster_than_anything_walks_flies():
+    # hens stepping up a ramp: 10 px per analysed frame, a 60 px bird (0.67 body heights/s)
+    hens = [frame(i, (box(150 + 10 * i, 300, 80, 60), "bird", 1)) for i in range(16)]
+    assert supports(hens, named={BIRD})["flight"] == "contradicted"
+    # a bird crossing the view: 60 px per frame (4 body heights/s)
+    crossing_bird = [frame(i, (box(40 + 35 * i, 150, 80, 60), "bird", 1)) for i in range(16)]
+    assert supports(crossing_bird, named={BIRD})["flight"] == "supported"
+    # a kite flies while nearly still in the image: its motion says nothing
+    kite = [frame(i, (box(300, 100, 60, 60), "kite", 2), (box(300, 300, 80, 160), "person", 1)) for i in range(16)]
+    assert supports(kite, named={KITE, PERSON})["flight"] == "unknown"
+    # nothing that flies: "a person is flying through the air" of a jump is never said
+    assert supports(standing(), named={PERSON})["flight"] == "contradicted"
+    assert verb_class("flies") == verb_class("flying") == "flight"
+
+
 def test_only_named_classes_are_judged():
     # the walker's class did not pass the evidence bar: nothing to say of its motion
     assert supports(crossing(), named=set())["gait"] == "unknown"
@@ -230,6 +246,9 @@ def test_calibration_separates_labelled_walkers_from_standers():
     assert "gait" in fitted.boosted  # right whenever supported here
     # staying put was right whenever supported too, but its support cannot say sitting from standing
     assert "still" not in fitted.boosted and fitted.calibration["verdicts"]["still"]["supported_true"] == 1.0
+    # no labelled bird flies: the bar sits above the fastest walker (0.75 body heights/s here)
+    assert fitted.calibration["flight"]["fastest_not_flying"] == pytest.approx(0.75, abs=0.05)
+    assert fitted.fly_body_speed == 1.0
 
 
 def test_verb_table_counts_wrong_missing_and_salient_verbs():

@@ -278,9 +278,24 @@ class RidesWhatItTouches:
             drives_what_it_moves_with(tokens, window.word_class, window)
 
 
+def grounded_in_the_air(tokens: list[str]) -> bool:
+    """A walk, a posture or a drive said to happen "in / through the air" ("a bird is walking through
+    the air" of hens on a ramp, once flying was ruled out): it cannot be true of anything."""
+    return any(tokens[i:i + 2] == ["the", "air"] for i in range(len(tokens) - 1)) and \
+        any(t in GAIT_VERBS or t in STILL_VERBS or t in DRIVE_VERBS for t in tokens)
+
+
+class NothingGroundedAloft:
+    """Of a video window, nothing walks, stands or drives "in the air" (``grounded_in_the_air``); a
+    photo's "a dog running through the air" may be a leap the picture froze."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return not (window.is_video and grounded_in_the_air(tokens))
+
+
 SENTENCE_REWRITES: list[SentenceRewrite] = [ScenePhrasesWithEvidence(), TwoNotRepeated()]
 SENTENCE_CHECKS: list[SentenceCheck] = [Complete(), NamesItsSubject(), JoinedColoursShown(), ObjectsInPlace(),
-                                        RidesWhatItTouches()]
+                                        RidesWhatItTouches(), NothingGroundedAloft()]
 
 
 def true_sentence(window: Window, tokens: list[str]) -> list[str] | None:

@@ -1,7 +1,7 @@
 """Verbs with evidence: which actions the one YOLO pass supports or contradicts in a video window.
 
 Every verb the decoder may say belongs to at most one ``VERB_CLASSES`` class (walking, staying
-put, driving, being parked, riding, moving in place). For each class ``verb_support`` weighs the
+put, driving, being parked, riding, moving in place, flying). For each class ``verb_support`` weighs the
 window's measured motion (``motion.measure_motion``) against thresholds (``VerbEvidence``,
 calibrated by ``captioner train`` on hand-labelled training clips and stored in the checkpoint):
 
@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..coco import CLASS_INDEX
 from ..motion import ANIMATE_IDS, RIDDEN_IDS, VEHICLE_IDS, TrackMotion, WindowMotion
+
+BIRD = CLASS_INDEX["bird"]
+# things that fly while nearly still in the image (a plane far off, a kite on its line) or too small
+# and fast to track (a ball, a frisbee): their motion says nothing of flying
+AIRBORNE_THINGS = frozenset(CLASS_INDEX[name] for name in ("airplane", "kite", "frisbee", "sports ball"))
 
 
 def _forms(*stems: str) -> frozenset[str]:
@@ -42,6 +48,8 @@ VERB_CLASSES: dict[str, frozenset[str]] = {
                        "kick:kicks:kicking", "swing:swings:swinging", "throw:throws:throwing", "catch:catches:catching",
                        "fight:fights:fighting", "wrestle:wrestles:wrestling", "skate:skates:skating",
                        "surf:surfs:surfing", "climb:climbs:climbing", "perform:performs:performing"),
+    "flight": _forms("fly:flies:flying:flew:flown", "soar:soars:soaring", "glide:glides:gliding",
+                     "hover:hovers:hovering"),
 }
 VERB_CLASS_OF: dict[str, str] = {word: name for name, words in VERB_CLASSES.items() for word in words}
 
@@ -53,7 +61,8 @@ class VerbEvidence:
     A tracked person or animal walks when its speed is at least ``walk_body_speed`` body heights/s,
     or it comes toward or goes away from the camera (its box grows or shrinks ``walk_scale_rate``
     per s: a rider heading at the camera barely moves across the image), or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
-    heights); it stays put when neither. A vehicle drives when it crosses ``drive_lateral_speed``
+    heights); it stays put when neither. A bird flies when it crosses ``fly_body_speed`` body heights/s
+    (faster than any walking or running track of the labelled clips). A vehicle drives when it crosses ``drive_lateral_speed``
     frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the grid
     cells no box touches (the background) change ``camera_change`` (1 - cosine) per analysed frame: then image
     motion says nothing of walking or standing, and vehicles in view are driving (a dashcam, a car
@@ -68,6 +77,7 @@ class VerbEvidence:
     drive_scale_rate: float = 0.15
     camera_change: float = 0.02
     active_limb_motion: float = 0.6
+    fly_body_speed: float = 2.0
     support_bonus: float = 2.0  # nats added to a supported class's words
     # the classes whose "supported" was right often enough on the labelled training clips to be
     # made likelier (the others are only ever banned when contradicted)
@@ -77,6 +87,9 @@ class VerbEvidence:
     def walks(self, track: TrackMotion) -> bool:
         return track.body_speed >= self.walk_body_speed or track.scale_rate >= self.walk_scale_rate or (
             track.limb_motion >= self.walk_limb_motion and track.path >= self.walk_path)
+
+    def flies(self, track: TrackMotion) -> bool:
+        return track.body_speed >= self.fly_body_speed
 
     def drives(self, track: TrackMotion) -> bool:
         return track.lateral_speed >= self.drive_lateral_speed or track.scale_rate >= self.drive_scale_rate
@@ -156,6 +169,7 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
         out["parked"] = VerbSupport("supported" if moving == 0 else "contradicted" if moving >= 0.5 else "unknown",
                                     1.0 - moving, tuple(t.track_id for t in vehicles if not thresholds.drives(t)),
                                     f"{1 - moving:.0%} of the tracked vehicles stay put")
+    out["flight"] = _flight(tracks, named, camera, thresholds)
     riders = [t for t in animate if any(p in {u.track_id for u in tracks if u.class_id in RIDDEN_IDS} for p in t.partners)]
     if riders:
         out["ride"] = VerbSupport("supported", 1.0, tuple(t.track_id for t in riders), "on what they ride in most frames")
@@ -164,6 +178,20 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
     else:
         out["ride"] = unknown
     return out
+
+
+def _flight(tracks: list[TrackMotion], named: set[int], camera: bool, thresholds: VerbEvidence) -> VerbSupport:
+    """Flying: only a bird, a plane, a kite, a ball or a frisbee flies ("a bird flies through the air"
+    of hens walking up a ramp, "a person is flying" of a jump: contradicted); a bird only when it
+    crosses the view faster than anything walks."""
+    if not named & (AIRBORNE_THINGS | {BIRD}):
+        return VerbSupport("contradicted", 0.0, (), "nothing that flies is in view")
+    birds = [t for t in tracks if t.class_id == BIRD]
+    if named & AIRBORNE_THINGS or camera or not birds:
+        return VerbSupport("unknown", 0.0, (), "the camera moves" if camera else "its motion says nothing of flying")
+    flying, fliers = _share(birds, thresholds.flies)
+    return VerbSupport("supported" if flying >= 0.5 else "contradicted" if flying == 0 else "unknown", flying, fliers,
+                       f"{flying:.0%} of the tracked birds cross the view faster than walking")
 
 
 def verb_class(word: str) -> str | None:

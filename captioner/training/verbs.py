@@ -9,7 +9,10 @@ its clip's kind:
   "gallop"; not "stand", "wait", "sit");
 - "still": a posture and no gait;
 - "in place": a ``in_place`` verb (play, dance, jump) and no gait;
-- vehicles: "drive" clips' vehicle tracks move, "park" ones stay; "camera": the clip's camera label.
+- vehicles: "drive" clips' vehicle tracks move, "park" ones stay; "camera": the clip's camera label;
+- flying: no labelled clip shows a bird in flight, so its bar is set above every person or animal
+  of the labelled clips that does not fly (the lowest ``FLY_GRID`` value none of them reaches):
+  whatever walks, runs or gallops there is not said to fly.
 
 Each threshold is the grid value with the best balanced accuracy on those windows (ties: the
 middle of the best run, so a threshold does not sit on a training example); the accuracies and
@@ -49,6 +52,7 @@ MIN_SUPPORTED = 3  # ... over at least this many supported windows
 # standing OR lying, so boosting the class made the decoder say "sitting" of people standing at a
 # table (held-back wrong verbs 2.2 % -> 4.5 % when the fit first boosted it). Only ever banned.
 NEVER_BOOSTED = frozenset({"still"})
+FLY_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # body heights/s
 
 
 def load_verb_labels(path: Path = VERBS_FILE) -> dict[str, dict]:
@@ -200,9 +204,16 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
         report["camera"]["note"] = ("the background change of the grid cells no box touches does not separate the "
                                     "training clips' moving cameras from still ones: switched off")
         camera = math.inf
+    # flying: above the fastest body that does not fly (a still camera: a moving one's image motion says nothing)
+    grounded = [t.body_speed for w in windows if "flight" not in w.classes and w.camera != "moving"
+                for t in w.motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= 3]
+    fastest_grounded = max(grounded, default=math.nan)
+    fly = next((g for g in FLY_GRID if g > fastest_grounded), FLY_GRID[-1]) if grounded else defaults.fly_body_speed
+    report["flight"] = {"tracks": len(grounded), "fastest_not_flying": round(fastest_grounded, 3) if grounded else None,
+                        "fly_body_speed": fly}
     fitted = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, walk_scale_rate=growth,
-                          drive_lateral_speed=lateral,
-                          drive_scale_rate=scale, camera_change=camera, active_limb_motion=active)
+                          drive_lateral_speed=lateral, drive_scale_rate=scale, camera_change=camera,
+                          active_limb_motion=active, fly_body_speed=fly)
 
     # which classes' support to trust: how often "supported" was true of the clip, per class
     boosted, verdicts = [], {}
