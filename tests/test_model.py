@@ -330,13 +330,18 @@ def test_a_hand_sized_object_is_not_sat_on_nor_acts():
     for wrong in ("a person and person are walking on a table", "a group of people walk in a race car",
                   "a group of people are walking with a car", "a dog runs into a car", "a person is riding a car",
                   "two cars are standing", "a car is sitting in a parking lot", "a bike is riding on a dirt bike",
-                  "a bike rides through the air"):
+                  "a bike rides through the air", "a person is walking on the top of a book",
+                  "a person is sitting on top of a television"):
         assert misplaces_an_object(wrong.split(), word_class), wrong
     for right in ("a person is sitting on a bench", "a person is riding a horse", "a person is watching tv",
                   "a person is holding a bowl", "a dog is running", "a bowl is on a table", "a person is walking",
                   "a person walks past a car", "a person is walking with a dog", "a person is running in the snow",
                   "a person is riding in a car", "a person is standing next to a car", "a dog is sitting",
-                  "a person on a bike is riding down a hill", "a car is driving"):
+                  "a person on a bike is riding down a hill", "a car is driving",
+                  # beside a thing is not on it
+                  "a person is sitting in front of a television", "a person is standing next to a tv",
+                  "a person is sitting with a book", "a person is walking in front of a car",
+                  "a person is sitting on a bench in front of a tv"):
         assert not misplaces_an_object(right.split(), word_class), right
 
 

@@ -113,6 +113,34 @@ def names_its_subject(tokens: list[str], nouns: set[str]) -> bool:
     return True
 
 
+ON_OR_IN = frozenset("on in into onto inside upon atop".split())
+
+
+def resting_on(tokens: list[str], i: int, word_class: dict[str, int]) -> str | None:
+    """The object word the action at ``tokens[i]`` rests on or in: its direct object ("riding a
+    horse"), or the noun after "on" / "in" / "into"... ("sitting on a bench", "walking on the top of
+    a bottle"); None for a place beside it ("sitting in front of a television", "walking next to a
+    car") or no object word within a few words."""
+    j = i + 1
+    if j < len(tokens) and tokens[j] in ON_OR_IN:
+        j += 1
+        k = j
+        while k < len(tokens) and tokens[k] in ("a", "an", "the"):
+            k += 1
+        if k + 1 < len(tokens) and tokens[k] in PLACE_WORDS and tokens[k + 1] == "of":
+            if tokens[k] != "top":
+                return None  # "in front of", "on the side of": beside it, not on it
+            j = k + 2
+    elif j < len(tokens) and tokens[j] not in ("a", "an", "the") and tokens[j] not in word_class:
+        return None  # "sitting next to", "standing near", "walking with": not what it rests on
+    for word in tokens[j:j + 5]:
+        if word in word_class:
+            return word
+        if word in PHRASE_OPENERS:  # another phrase: "sitting on a bench in front of a tv" rests on the bench
+            return None
+    return None
+
+
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     """True when the sentence pairs a real object with a phrase that is not true of it:
     - a hand-sized object (``coco.HANDHELD_CLASSES``) is sat, stood, lain, ridden, jumped or
@@ -128,16 +156,16 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
         return cls is not None and COCO_CLASSES[cls] in HANDHELD_CLASSES
 
     for i, token in enumerate(tokens):
-        if token in SUPPORT_VERBS:  # the next noun within a few words is what the action rests on
-            for word in tokens[i + 1:i + 6]:
-                if word in word_class:
-                    if handheld(word):
-                        return True
-                    break
-        if token in GAIT_VERBS and tokens[i + 1:i + 2] and tokens[i + 1] in ("on", "in", "into", "onto", "inside", "with"):
-            noun = next((word for word in tokens[i + 2:i + 6] if word in word_class), None)
-            if noun is not None and (tokens[i + 1] != "with" or COCO_CLASSES[word_class[noun]] in NOT_WALKED_WITH):
+        if token in SUPPORT_VERBS:
+            noun = resting_on(tokens, i, word_class)
+            if noun is not None and handheld(noun):
                 return True
+        if token in GAIT_VERBS and tokens[i + 1:i + 2] == ["with"]:
+            noun = next((word for word in tokens[i + 2:i + 6] if word in word_class), None)
+            if noun is not None and COCO_CLASSES[word_class[noun]] in NOT_WALKED_WITH:
+                return True
+        elif token in GAIT_VERBS and resting_on(tokens, i, word_class) is not None:
+            return True
         if token in RIDE_VERBS and tokens[i + 1:i + 2] in (["a"], ["the"]):
             noun = next((word for word in tokens[i + 2:i + 4] if word in word_class), None)
             if noun is not None and COCO_CLASSES[word_class[noun]] == "car":
