@@ -30,6 +30,8 @@ VEHICLE_IDS = frozenset(CLASS_INDEX[name] for name in ("car", "bus", "truck", "m
 RIDDEN_IDS = frozenset(CLASS_INDEX[name] for name in ("bicycle", "motorcycle", "horse", "skateboard", "surfboard",
                                                       "skis", "snowboard", "elephant"))
 ON_SHARE = 0.3  # of the smaller box inside the other: a rider on a bicycle, a person at a cart
+EDGE_MARGIN = 0.01  # of the frame's size: a box this close to an edge is cut by it (not a whole body)
+MIN_WHOLE_BOXES = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class TrackMotion:
     partners:      for a person or animal, track ids of things one rides or sits in (``RIDDEN_IDS``,
                    ``VEHICLE_IDS``) whose boxes hold this one's (``ON_SHARE``) in at least half of the
                    frames both are seen in: they move together
+    upright:       median height / width of the track's boxes that no frame edge cuts (a whole body:
+                   a standing person is about 2.5-3.5 times as tall as wide, a seated one 1-2); None
+                   when fewer than ``MIN_WHOLE_BOXES`` are whole
     """
 
     track_id: int
@@ -58,6 +63,7 @@ class TrackMotion:
     posture_change: float
     limb_motion: float
     partners: tuple[int, ...] = ()
+    upright: float | None = None
 
     @property
     def class_name(self) -> str:
@@ -195,12 +201,23 @@ def _one_shot(track, cuts: np.ndarray | None):
     return np.arange(*best), same
 
 
+def _upright(boxes: np.ndarray, width: float, height: float) -> float | None:
+    """Median height / width of the boxes no frame edge cuts (``TrackMotion.upright``)."""
+    x_margin, y_margin = EDGE_MARGIN * width, EDGE_MARGIN * height
+    whole = ((boxes[:, 0] > x_margin) & (boxes[:, 2] < width - x_margin)
+             & (boxes[:, 1] > y_margin) & (boxes[:, 3] < height - y_margin))
+    if whole.sum() < MIN_WHOLE_BOXES:
+        return None
+    heights, widths = boxes[whole, 3] - boxes[whole, 1], np.maximum(boxes[whole, 2] - boxes[whole, 0], 1.0)
+    return float(np.median(heights / widths))
+
+
 def measure_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int]) -> WindowMotion:
     """Every confirmed track of ``frames`` seen in >= ``MIN_TRACK_FRAMES`` frames, with its motion;
     ``frames`` with ``cells`` (a stream's analysed frames) also give the background change, and
     the shot cuts: rates count only frame pairs within one shot, path and posture only the
     track's longest stretch in one shot (its ``n_frames``)."""
-    width, _ = _check_size(frame_size)
+    width, height = _check_size(frame_size)
     cells = [getattr(f, "cells", None) for f in frames]
     cuts = cuts_between(cells)
     tracks = [t for t in _collect_tracks(frames).values() if len(t.t_sec) >= MIN_TRACK_FRAMES]
@@ -226,5 +243,5 @@ def measure_motion(frames: Sequence[TimedDetections], frame_size: tuple[int, int
             body_speed=float(np.hypot(vx, vy) / body), lateral_speed=float(abs(vx) / width),
             path=float(np.hypot(cx[last] - cx[first], cy[last] - cy[first]) / body),
             scale_rate=scale, posture_change=float(aspect.max() - aspect.min()), limb_motion=limb,
-            partners=_partners(track, ridden)))
+            partners=_partners(track, ridden), upright=_upright(boxes, width, height)))
     return WindowMotion(tuple(out), background_change(cells, frames, frame_size))

@@ -415,6 +415,28 @@ def test_riding_or_driving_needs_the_rider_on_or_in_the_thing():
     assert rides_what_it_touches("a person is walking".split(), word_class, walking_past)
 
 
+def test_standing_on_a_vehicle_needs_feet_on_it():
+    """"a person is standing on a car" of someone standing in front of it is false (their feet are at
+    the car's bottom edge); feet on its roof are not; "standing in front of a car" is not checked."""
+    import numpy as np
+
+    from captioner.grounding.sentences import stands_on_what_holds_it
+
+    person, car = CLASS_INDEX["person"], CLASS_INDEX["car"]
+    word_class = {"person": person, "car": car}
+
+    def frame(*objects):
+        return (np.array([o[1] for o in objects], np.float32).reshape(-1, 4), np.array([o[0] for o in objects], np.int32))
+
+    in_front = [frame((person, (280, 80, 320, 225)), (car, (200, 120, 400, 220))) for _ in range(4)]
+    on_roof = [frame((person, (280, 10, 320, 130)), (car, (200, 120, 400, 220)))]
+    says = "a person is standing on a car".split()
+    assert not stands_on_what_holds_it(says, word_class, in_front)
+    assert stands_on_what_holds_it(says, word_class, in_front + on_roof)
+    assert stands_on_what_holds_it("a person is standing in front of a car".split(), word_class, in_front)
+    assert stands_on_what_holds_it(says, word_class, [frame()])  # no boxes: nothing to check
+
+
 def test_a_finer_grid_is_averaged_in_blocks_for_a_coarser_model():
     """Perception pools the last neck map to 6x6; a checkpoint trained on 3x3 reads 2x2 block means."""
     import numpy as np

@@ -142,6 +142,20 @@ def test_the_background_is_the_cells_no_box_touches():
     assert background_change([base] * 3, full, SIZE) is None
 
 
+def test_people_seen_whole_and_upright_do_not_sit():
+    # a shopper standing at a shelf, seen whole: 80 x 160 (twice as tall as wide) stays put but does not sit
+    verdicts = supports(standing())
+    assert verdicts["still"] == "supported" and verdicts["sit"] == "contradicted"
+    # a seated person seen whole: 100 x 120
+    seated = [frame(i, (box(300 + (1 if i % 2 else -1), 200, 100, 120), "person", 1)) for i in range(16)]
+    assert supports(seated)["sit"] == "supported"
+    # a talking head cut by the frame's bottom edge says nothing of its posture
+    head = [frame(i, (box(320 + (1 if i % 2 else -1), 300, 80, 200), "person", 1)) for i in range(16)]
+    assert measure_motion(head, SIZE).tracks[0].upright is None and supports(head)["sit"] == "supported"
+    # a walker neither stands nor sits
+    assert supports(crossing())["sit"] == "contradicted"
+
+
 def test_only_a_bird_crossing_faster_than_anything_walks_flies():
     # hens stepping up a ramp: 10 px per analysed frame, a 60 px bird (0.67 body heights/s)
     hens = [frame(i, (box(150 + 10 * i, 300, 80, 60), "bird", 1)) for i in range(16)]
@@ -246,9 +260,23 @@ def test_calibration_separates_labelled_walkers_from_standers():
     assert "gait" in fitted.boosted  # right whenever supported here
     # staying put was right whenever supported too, but its support cannot say sitting from standing
     assert "still" not in fitted.boosted and fitted.calibration["verdicts"]["still"]["supported_true"] == 1.0
+    # sitting: standing windows' people are 2x as tall as wide, and no labelled window has anyone seated
+    assert fitted.calibration["sit"]["note"].startswith("no labelled seated")
     # no labelled bird flies: the bar sits above the fastest walker (0.75 body heights/s here)
     assert fitted.calibration["flight"]["fastest_not_flying"] == pytest.approx(0.75, abs=0.05)
     assert fitted.fly_body_speed == 1.0
+
+
+def test_calibration_bans_sitting_above_the_seated_peoples_shape():
+    from captioner.training.verbs import LabelledWindow, calibrate_verbs
+
+    seated = [frame(i, (box(300 + (1 if i % 2 else -1), 200, 100, 120), "person", 1)) for i in range(16)]
+    windows = [LabelledWindow("a", {"still"}, "static", measure_motion(standing(), SIZE), {"still"}) for _ in range(4)] + \
+              [LabelledWindow("b", {"still"}, "static", measure_motion(seated, SIZE), {"still", "sit"}) for _ in range(4)]
+    fitted = calibrate_verbs(windows)
+    # seated boxes are 1.2x as tall as wide, standing ones 2x: the lowest safe bar above the seated bans every stander
+    assert fitted.calibration["sit"]["standing_banned"] == 1.0 and fitted.calibration["sit"]["seated_banned"] == 0.0
+    assert 1.2 < fitted.upright_aspect <= 2.0
 
 
 def test_verb_table_counts_wrong_missing_and_salient_verbs():

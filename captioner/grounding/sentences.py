@@ -23,6 +23,8 @@ CLOSED_VEHICLES = frozenset("car bus truck train".split())
 INSIDE_SHARE = 0.6  # of the person's box
 INSIDE_HEIGHT = 0.6  # of the vehicle box's height: a seated driver's head and shoulders, not a standing body
 ON_BELOW = 0.1  # of an open vehicle box's height: how far below it a rider's box may end (feet on the pegs)
+STANDING_ON_BELOW = 0.25  # of a vehicle box's height: feet on its roof or deck end above its lowest quarter
+STAND_VERBS = frozenset("stand stands standing stood".split())
 
 
 class SentenceRewrite(Protocol):
@@ -211,6 +213,34 @@ def rides_what_it_touches(tokens: list[str], word_class: dict[str, int],
     return not seen_together
 
 
+def stands_on_what_holds_it(tokens: list[str], word_class: dict[str, int],
+                            frames_boxes: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """False when the sentence says its subject stands on a vehicle ("a person is standing on a
+    car") but in no frame with boxes of both does a box of the subject end (its feet) inside the
+    upper ``1 - STANDING_ON_BELOW`` of one of the vehicle's, across it: a person standing in front
+    of a car has their feet at the car's own bottom edge or below. True when the sentence says no
+    such thing or no frame has boxes of both."""
+    verb = next((i for i, t in enumerate(tokens) if t in STAND_VERBS), None)
+    if verb is None:
+        return True
+    ground = resting_on(tokens, verb, word_class)
+    subject = next((word_class[t] for t in reversed(tokens[:verb]) if t in word_class), None)
+    if ground is None or subject is None or COCO_CLASSES[word_class[ground]] not in NOT_WALKED_WITH:
+        return True
+    seen_together = False
+    for boxes, classes in frames_boxes:
+        people, vehicles = boxes[classes == subject], boxes[classes == word_class[ground]]
+        if len(people) == 0 or len(vehicles) == 0:
+            continue
+        seen_together = True
+        feet_x, feet_y = (people[:, None, 0] + people[:, None, 2]) / 2, people[:, None, 3]
+        on_top = ((feet_x > vehicles[None, :, 0]) & (feet_x < vehicles[None, :, 2]) & (feet_y > vehicles[None, :, 1])
+                  & (feet_y < vehicles[None, :, 3] - STANDING_ON_BELOW * (vehicles[None, :, 3] - vehicles[None, :, 1])))
+        if on_top.any():
+            return True
+    return not seen_together
+
+
 def drives_what_it_moves_with(tokens: list[str], word_class: dict[str, int], window: Window) -> bool:
     """Of a video window, False when the sentence says a person or animal drives a vehicle ("a
     person is driving a car") but no track of the subject's class moves with a moving track of the
@@ -296,6 +326,13 @@ class ObjectsInPlace:
         return not misplaces_an_object(tokens, window.word_class)
 
 
+class StandsOnWhatHoldsIt:
+    """"standing on a car" only when the subject's feet are seen on it (``stands_on_what_holds_it``)."""
+
+    def accepts(self, window: Window, tokens: list[str]) -> bool:
+        return stands_on_what_holds_it(tokens, window.word_class, window.boxes)
+
+
 class RidesWhatItTouches:
     """"riding" / "driving" a thing only when a box of the subject lies on or in one of that
     thing's in some frame (``rides_what_it_touches``); "driving" a vehicle in a video only when
@@ -323,7 +360,7 @@ class NothingGroundedAloft:
 
 SENTENCE_REWRITES: list[SentenceRewrite] = [ScenePhrasesWithEvidence(), TwoNotRepeated()]
 SENTENCE_CHECKS: list[SentenceCheck] = [Complete(), NamesItsSubject(), JoinedColoursShown(), ObjectsInPlace(),
-                                        RidesWhatItTouches(), NothingGroundedAloft()]
+                                        RidesWhatItTouches(), StandsOnWhatHoldsIt(), NothingGroundedAloft()]
 
 
 def true_sentence(window: Window, tokens: list[str]) -> list[str] | None:

@@ -1,7 +1,7 @@
 """Verbs with evidence: which actions the one YOLO pass supports or contradicts in a video window.
 
 Every verb the decoder may say belongs to at most one ``VERB_CLASSES`` class (walking, staying
-put, driving, being parked, riding, moving in place, flying). For each class ``verb_support`` weighs the
+put, sitting, driving, being parked, riding, moving in place, flying). For each class ``verb_support`` weighs the
 window's measured motion (``motion.measure_motion``) against thresholds (``VerbEvidence``,
 calibrated by ``captioner train`` on hand-labelled training clips and stored in the checkpoint):
 
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from ..coco import CLASS_INDEX
 from ..motion import ANIMATE_IDS, RIDDEN_IDS, VEHICLE_IDS, TrackMotion, WindowMotion
 
-BIRD = CLASS_INDEX["bird"]
+BIRD, PERSON = CLASS_INDEX["bird"], CLASS_INDEX["person"]
 # things that fly while nearly still in the image (a plane far off, a kite on its line) or too small
 # and fast to track (a ball, a frisbee): their motion says nothing of flying
 AIRBORNE_THINGS = frozenset(CLASS_INDEX[name] for name in ("airplane", "kite", "frisbee", "sports ball"))
@@ -38,8 +38,10 @@ VERB_CLASSES: dict[str, frozenset[str]] = {
                    "cross:crosses:crossing:crossed", "march:marches:marching", "hike:hikes:hiking",
                    "approach:approaches:approaching", "gallop:gallops:galloping", "chase:chases:chasing",
                    "trot:trots:trotting"),
-    "still": _forms("sit:sits:sitting:sat", "seated", "stand:stands:standing:stood", "lie:lies:lying:laying:lay",
-                    "pose:poses:posing", "sleep:sleeps:sleeping", "wait:waits:waiting", "rest:rests:resting"),
+    "still": _forms("stand:stands:standing:stood", "lie:lies:lying:laying:lay", "pose:poses:posing",
+                    "sleep:sleeps:sleeping", "wait:waits:waiting", "rest:rests:resting"),
+    # staying put seated: what staying put allows, unless the people seen whole stand upright
+    "sit": _forms("sit:sits:sitting:sat", "seated"),
     "drive": _forms("drive:drives:driving:drove", "travel:travels:traveling:travelling", "speed:speeds:speeding",
 ),
     "parked": _forms("park:parks:parked"),
@@ -61,7 +63,9 @@ class VerbEvidence:
     A tracked person or animal walks when its speed is at least ``walk_body_speed`` body heights/s,
     or it comes toward or goes away from the camera (its box grows or shrinks ``walk_scale_rate``
     per s: a rider heading at the camera barely moves across the image), or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
-    heights); it stays put when neither. A bird flies when it crosses ``fly_body_speed`` body heights/s
+    heights); it stays put when neither. People do not sit when at least ``upright_share`` of the
+    track-frames of those seen whole (no frame edge cuts their box) are at least ``upright_aspect``
+    times as tall as wide: shoppers standing at a shelf or pushing carts. A bird flies when it crosses ``fly_body_speed`` body heights/s
     (faster than any walking or running track of the labelled clips). A vehicle drives when it crosses ``drive_lateral_speed``
     frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the grid
     cells no box touches (the background) change ``camera_change`` (1 - cosine) per analysed frame: then image
@@ -78,6 +82,8 @@ class VerbEvidence:
     camera_change: float = 0.02
     active_limb_motion: float = 0.6
     fly_body_speed: float = 2.0
+    upright_aspect: float = 2.0
+    upright_share: float = 0.8
     support_bonus: float = 2.0  # nats added to a supported class's words
     # the classes whose "supported" was right often enough on the labelled training clips to be
     # made likelier (the others are only ever banned when contradicted)
@@ -140,9 +146,9 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
     unknown = VerbSupport("unknown", 0.0)
 
     if not animate:
-        out["gait"] = out["still"] = out["in_place"] = VerbSupport("unknown", 0.0, (), "no person or animal tracked")
+        out["gait"] = out["still"] = out["sit"] = out["in_place"] = VerbSupport("unknown", 0.0, (), "no person or animal tracked")
     elif camera:
-        out["gait"] = out["still"] = VerbSupport("unknown", 0.0, (), "the camera moves")
+        out["gait"] = out["still"] = out["sit"] = VerbSupport("unknown", 0.0, (), "the camera moves")
     else:
         walking, walkers = _share(animate, thresholds.walks)
         staying, stayers = _share(animate, lambda t: not thresholds.walks(t))
@@ -150,6 +156,7 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
                                   walking, walkers, f"{walking:.0%} of the tracked people/animals walk or run")
         out["still"] = VerbSupport("supported" if staying > 0.5 else "contradicted" if walking >= 0.5 else "unknown",
                                    staying, stayers, f"{staying:.0%} stay where they are")
+        out["sit"] = _seated(animate, out["still"], thresholds)
     if animate:
         active, movers = _share(animate, lambda t: t.limb_motion >= thresholds.active_limb_motion or thresholds.walks(t))
         out["in_place"] = VerbSupport("supported" if active >= 0.5 and len(movers) >= 2 else
@@ -178,6 +185,18 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
     else:
         out["ride"] = unknown
     return out
+
+
+def _seated(animate: list[TrackMotion], still: VerbSupport, thresholds: VerbEvidence) -> VerbSupport:
+    """Sitting: what staying put says, except that people seen whole and standing upright do not sit."""
+    if still.verdict == "contradicted":
+        return still
+    whole = [t for t in animate if t.class_id == PERSON and t.upright is not None]
+    upright, standers = _share(whole, lambda t: t.upright >= thresholds.upright_aspect)
+    if whole and upright >= thresholds.upright_share:
+        return VerbSupport("contradicted", 1.0 - upright, (), f"{upright:.0%} of the people seen whole stand upright "
+                                                               f"(box >= {thresholds.upright_aspect:g}x as tall as wide)")
+    return still
 
 
 def _flight(tracks: list[TrackMotion], named: set[int], camera: bool, thresholds: VerbEvidence) -> VerbSupport:

@@ -10,6 +10,10 @@ its clip's kind:
 - "still": a posture and no gait;
 - "in place": a ``in_place`` verb (play, dance, jump) and no gait;
 - vehicles: "drive" clips' vehicle tracks move, "park" ones stay; "camera": the clip's camera label;
+- sitting: windows of clips where someone sits vs clips where nobody does, by the share of the
+  whole (uncut) person boxes that stand upright: the two bars that ban "sitting" in the most windows
+  of clips where nobody sits while banning it in at most ``MAX_SITTERS_CALLED_UPRIGHT`` of those
+  where someone does (an audience seated around a dancer: the dancer is the one seen whole);
 - flying: no labelled clip shows a bird in flight, so its bar is set above every person or animal
   of the labelled clips that does not fly (the lowest ``FLY_GRID`` value none of them reaches):
   whatever walks, runs or gallops there is not said to fly.
@@ -36,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from ..grounding.verbs import VERB_CLASS_OF, VERB_CLASSES, VerbEvidence, verb_support
+from ..grounding.verbs import PERSON
 from ..motion import ANIMATE_IDS, VEHICLE_IDS, WindowMotion, measure_motion
 
 log = logging.getLogger(__name__)
@@ -45,13 +50,14 @@ WINDOW_FRAMES = 16  # 4 s at the 4 fps analysis rate
 MIN_USEFUL = 0.75  # balanced accuracy under which a signal is not used
 MAX_STILL_CALLED_WALKING = 0.1
 MAX_STILL_CALLED_MOVING = 0.1  # the camera check may call at most this share of still-camera windows moving
+MAX_SITTERS_CALLED_UPRIGHT = 0.15  # the upright check may ban "sitting" in at most this share of windows of seated clips
 MIN_CAMERA_FOUND = 0.5  # the camera check must find at least this share of the moving-camera windows
 MIN_SUPPORT_PRECISION = 0.8  # a class is made likelier where supported only if it was true this often...
 MIN_SUPPORTED = 3  # ... over at least this many supported windows
 # Classes whose support says nothing about which of its words is true: staying put is sitting OR
 # standing OR lying, so boosting the class made the decoder say "sitting" of people standing at a
 # table (held-back wrong verbs 2.2 % -> 4.5 % when the fit first boosted it). Only ever banned.
-NEVER_BOOSTED = frozenset({"still"})
+NEVER_BOOSTED = frozenset({"still", "sit"})
 FLY_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # body heights/s
 
 
@@ -64,9 +70,15 @@ def verb_base(word: str) -> str | None:
     return VERB_CLASS_OF.get(word)
 
 
+def label_classes(true_verbs) -> set[str]:
+    """The verb classes of a clip's true verbs; sitting is also staying put."""
+    classes = {verb_base(v) for v in true_verbs} - {None}
+    return classes | {"still"} if "sit" in classes else classes
+
+
 def clip_kind(label: dict) -> set[str]:
     """The window kinds a clip's labels give its windows (see the module docstring)."""
-    classes = {verb_base(v) for v in label["true"]} - {None}
+    classes = label_classes(label["true"])
     kinds = set()
     if "gait" in classes and "still" not in classes:
         kinds.add("moves")
@@ -103,7 +115,7 @@ def labelled_windows(clips: Sequence, labels: dict[str, dict], split: str = "tra
             if len(window) >= 3:
                 out.append(LabelledWindow(clip.name, clip_kind(label), label.get("camera"),
                                           measure_motion(window, clip.frame_size),
-                                          {verb_base(v) for v in label["true"]} - {None}))
+                                          label_classes(label["true"])))
     return out
 
 
@@ -211,9 +223,13 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     fly = next((g for g in FLY_GRID if g > fastest_grounded), FLY_GRID[-1]) if grounded else defaults.fly_body_speed
     report["flight"] = {"tracks": len(grounded), "fastest_not_flying": round(fastest_grounded, 3) if grounded else None,
                         "fly_body_speed": fly}
+    # sitting: whole people standing upright, clips where nobody sits vs clips where someone does
+    upright = _fit_upright([w for w in windows if w.camera != "moving"], defaults)
+    report["sit"] = upright
     fitted = VerbEvidence(walk_body_speed=body, walk_limb_motion=limb, walk_path=path, walk_scale_rate=growth,
                           drive_lateral_speed=lateral, drive_scale_rate=scale, camera_change=camera,
-                          active_limb_motion=active, fly_body_speed=fly)
+                          active_limb_motion=active, fly_body_speed=fly, upright_aspect=upright["upright_aspect"],
+                          upright_share=upright["upright_share"])
 
     # which classes' support to trust: how often "supported" was true of the clip, per class
     boosted, verdicts = [], {}
@@ -231,6 +247,42 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
     fitted.boosted, fitted.calibration = tuple(boosted), json.loads(json.dumps(report))
     log.info("verb evidence calibrated: %s", json.dumps(report))
     return fitted
+
+
+def _upright_share(motion: WindowMotion, aspect: float) -> float | None:
+    """Share of the track-frames of the people seen whole whose boxes are ``aspect`` times as tall as wide."""
+    whole = [t for t in motion.tracks if t.class_id == PERSON and t.n_frames >= 3 and t.upright is not None]
+    total = sum(t.n_frames for t in whole)
+    return sum(t.n_frames for t in whole if t.upright >= aspect) / total if total else None
+
+
+def _fit_upright(windows: Sequence[LabelledWindow], defaults: VerbEvidence) -> dict:
+    """The upright bars (``VerbEvidence.upright_aspect``, ``upright_share``) that ban "sitting" in the
+    most windows of clips where nobody sits, in at most ``MAX_SITTERS_CALLED_UPRIGHT`` of those where
+    someone does, also at the next lower aspect of the grid (so the bar does not sit on the edge of
+    the seated examples); the defaults (and a report saying so) where either kind has no whole people."""
+    grid = (1.4, 1.6, 1.8, 2.0, 2.2, 2.5)
+    rates: dict[tuple[float, float], tuple[float, float, int, int]] = {}
+    for aspect in grid:
+        shares = [(s, "sit" in w.classes) for w in windows if (s := _upright_share(w.motion, aspect)) is not None]
+        seated = np.array([s for s, sits in shares if sits])
+        standing = np.array([s for s, sits in shares if not sits])
+        if not len(seated) or not len(standing):
+            return {"upright_aspect": defaults.upright_aspect, "upright_share": defaults.upright_share,
+                    "note": "no labelled seated or standing windows with people seen whole"}
+        for share in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+            rates[aspect, share] = (float(np.mean(seated >= share)), float(np.mean(standing >= share)), len(seated),
+                                    len(standing))
+    best = {"upright_aspect": defaults.upright_aspect, "upright_share": math.inf, "standing_banned": 0.0}
+    for lower, aspect in zip(grid, grid[1:]):
+        for share in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+            seated_banned, standing_banned, n_seated, n_standing = rates[aspect, share]
+            if max(seated_banned, rates[lower, share][0]) <= MAX_SITTERS_CALLED_UPRIGHT and \
+                    standing_banned > best["standing_banned"]:
+                best = {"upright_aspect": aspect, "upright_share": share, "standing_banned": round(standing_banned, 3),
+                        "seated_banned": round(seated_banned, 3), "seated_windows": n_seated,
+                        "standing_windows": n_standing}
+    return best
 
 
 def _named(motion: WindowMotion) -> set[int]:
