@@ -143,6 +143,17 @@ def resting_on(tokens: list[str], i: int, word_class: dict[str, int]) -> str | N
     return None
 
 
+# hand-sized things a person sits or stands in front of: screens and appliances
+FACED_THINGS = frozenset({"tv", "laptop", "microwave", "toaster", "clock", "keyboard"})
+
+
+def in_front_of(tokens: list[str], i: int, word_class: dict[str, int]) -> str | None:
+    """The object word of "in front of ..." right after ``tokens[i]`` ("standing in front of a tv")."""
+    if tokens[i + 1:i + 4] != ["in", "front", "of"]:
+        return None
+    return next((word for word in tokens[i + 4:i + 8] if word in word_class), None)
+
+
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     """True when the sentence pairs a real object with a phrase that is not true of it:
     - a hand-sized object (``coco.HANDHELD_CLASSES``) is sat, stood, lain, ridden, jumped or
@@ -162,6 +173,9 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
             noun = resting_on(tokens, i, word_class)
             if noun is not None and handheld(noun):
                 return True
+            beside = in_front_of(tokens, i, word_class)
+            if beside is not None and handheld(beside) and COCO_CLASSES[word_class[beside]] not in FACED_THINGS:
+                return True  # "standing in front of a handbag": one faces a screen, not a bag
         if token in GAIT_VERBS and tokens[i + 1:i + 2] == ["with"]:
             noun = next((word for word in tokens[i + 2:i + 6] if word in word_class), None)
             if noun is not None and COCO_CLASSES[word_class[noun]] in NOT_WALKED_WITH:
