@@ -157,7 +157,8 @@ def in_front_of(tokens: list[str], i: int, word_class: dict[str, int]) -> str | 
 def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     """True when the sentence pairs a real object with a phrase that is not true of it:
     - a hand-sized object (``coco.HANDHELD_CLASSES``) is sat, stood, lain, ridden, jumped or
-      climbed on ("a person is sitting on a television");
+      climbed on ("a person is sitting on a television", ``resting_on``), or sat or stood in front
+      of when it is not a screen or appliance ("standing in front of a handbag");
     - someone walks or runs on or in any object, or with a vehicle ("walking on a table",
       "walk in a race car", "walking with a car");
     - someone rides a car ("riding a car": one rides in it, or drives it);

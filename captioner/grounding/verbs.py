@@ -1,8 +1,8 @@
 """Verbs with evidence: which actions the one YOLO pass supports or contradicts in a video window.
 
 Every verb the decoder may say belongs to at most one ``VERB_CLASSES`` class (walking, staying
-put, sitting, driving, being parked, riding, moving in place, flying). For each class ``verb_support`` weighs the
-window's measured motion (``motion.measure_motion``) against thresholds (``VerbEvidence``,
+put, sitting, driving, being parked, riding, moving in place, flying). For each class
+``verb_support`` weighs the window's measured motion (``motion.measure_motion``) against thresholds (``VerbEvidence``,
 calibrated by ``captioner train`` on hand-labelled training clips and stored in the checkpoint):
 
 - supported: the search makes the class's words likelier (``VerbEvidence.support_bonus`` nats);
@@ -62,15 +62,17 @@ class VerbEvidence:
 
     A tracked person or animal walks when its speed is at least ``walk_body_speed`` body heights/s,
     or it comes toward or goes away from the camera (its box grows or shrinks ``walk_scale_rate``
-    per s: a rider heading at the camera barely moves across the image), or its limbs move (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body
-    heights); it stays put when neither. People do not sit when at least ``upright_share`` of the
-    track-frames of those seen whole (no frame edge cuts their box) are at least ``upright_aspect``
-    times as tall as wide: shoppers standing at a shelf or pushing carts. A bird flies when it crosses ``fly_body_speed`` body heights/s
-    (faster than any walking or running track of the labelled clips). A vehicle drives when it crosses ``drive_lateral_speed``
-    frame widths/s or grows/shrinks ``drive_scale_rate`` per s. The camera moves when the grid
-    cells no box touches (the background) change ``camera_change`` (1 - cosine) per analysed frame: then image
-    motion says nothing of walking or standing, and vehicles in view are driving (a dashcam, a car
-    filmed from the next lane). Something moves in place when its limbs move ``active_limb_motion``.
+    per s: a rider heading at the camera barely moves across the image), or its limbs move
+    (``walk_limb_motion`` per s) while it gets somewhere (net ``walk_path`` body heights); it stays
+    put when neither. People do not sit when at least ``upright_share`` of the track-frames of those
+    seen whole (no frame edge cuts their box) are at least ``upright_aspect`` times as tall as wide:
+    shoppers standing at a shelf or pushing carts. A bird flies when it crosses ``fly_body_speed``
+    body heights/s (faster than any walking or running track of the labelled clips). A vehicle
+    drives when it crosses ``drive_lateral_speed`` frame widths/s or grows/shrinks
+    ``drive_scale_rate`` per s. The camera moves when the grid cells no box touches (the
+    background) change ``camera_change`` (1 - cosine) per analysed frame: then image motion says
+    nothing of walking or standing, and vehicles in view are driving (a dashcam, a car filmed from
+    the next lane). Something moves in place when its limbs move ``active_limb_motion``.
     """
 
     walk_body_speed: float = 0.2
@@ -187,15 +189,22 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
     return out
 
 
+def upright_people(tracks: list[TrackMotion], aspect: float) -> tuple[float, tuple[int, ...]] | None:
+    """Of the people seen whole (``TrackMotion.upright``), the share of track-frames whose boxes are
+    at least ``aspect`` times as tall as wide, and those tracks; None when no person is seen whole."""
+    whole = [t for t in tracks if t.class_id == PERSON and t.upright is not None]
+    return _share(whole, lambda t: t.upright >= aspect) if whole else None
+
+
 def _seated(animate: list[TrackMotion], still: VerbSupport, thresholds: VerbEvidence) -> VerbSupport:
     """Sitting: what staying put says, except that people seen whole and standing upright do not sit."""
     if still.verdict == "contradicted":
         return still
-    whole = [t for t in animate if t.class_id == PERSON and t.upright is not None]
-    upright, standers = _share(whole, lambda t: t.upright >= thresholds.upright_aspect)
-    if whole and upright >= thresholds.upright_share:
-        return VerbSupport("contradicted", 1.0 - upright, (), f"{upright:.0%} of the people seen whole stand upright "
-                                                               f"(box >= {thresholds.upright_aspect:g}x as tall as wide)")
+    upright = upright_people(animate, thresholds.upright_aspect)
+    if upright is not None and upright[0] >= thresholds.upright_share:
+        share, standers = upright
+        return VerbSupport("contradicted", 1.0 - share, standers, f"{share:.0%} of the people seen whole stand upright "
+                                                                  f"(box >= {thresholds.upright_aspect:g}x as tall as wide)")
     return still
 
 

@@ -39,8 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..grounding.verbs import VERB_CLASS_OF, VERB_CLASSES, VerbEvidence, verb_support
-from ..grounding.verbs import PERSON
+from ..grounding.verbs import VERB_CLASS_OF, VERB_CLASSES, VerbEvidence, upright_people, verb_support
 from ..motion import ANIMATE_IDS, VEHICLE_IDS, WindowMotion, measure_motion
 
 log = logging.getLogger(__name__)
@@ -59,6 +58,8 @@ MIN_SUPPORTED = 3  # ... over at least this many supported windows
 # table (held-back wrong verbs 2.2 % -> 4.5 % when the fit first boosted it). Only ever banned.
 NEVER_BOOSTED = frozenset({"still", "sit"})
 FLY_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # body heights/s
+UPRIGHT_ASPECTS = (1.4, 1.6, 1.8, 2.0, 2.2, 2.5)  # box height / width
+UPRIGHT_SHARES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def load_verb_labels(path: Path = VERBS_FILE) -> dict[str, dict]:
@@ -250,10 +251,9 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
 
 
 def _upright_share(motion: WindowMotion, aspect: float) -> float | None:
-    """Share of the track-frames of the people seen whole whose boxes are ``aspect`` times as tall as wide."""
-    whole = [t for t in motion.tracks if t.class_id == PERSON and t.n_frames >= 3 and t.upright is not None]
-    total = sum(t.n_frames for t in whole)
-    return sum(t.n_frames for t in whole if t.upright >= aspect) / total if total else None
+    """``upright_people`` of the window's tracks that verb support judges (>= 3 frames)."""
+    upright = upright_people([t for t in motion.tracks if t.n_frames >= 3], aspect)
+    return None if upright is None else upright[0]
 
 
 def _fit_upright(windows: Sequence[LabelledWindow], defaults: VerbEvidence) -> dict:
@@ -261,21 +261,20 @@ def _fit_upright(windows: Sequence[LabelledWindow], defaults: VerbEvidence) -> d
     most windows of clips where nobody sits, in at most ``MAX_SITTERS_CALLED_UPRIGHT`` of those where
     someone does, also at the next lower aspect of the grid (so the bar does not sit on the edge of
     the seated examples); the defaults (and a report saying so) where either kind has no whole people."""
-    grid = (1.4, 1.6, 1.8, 2.0, 2.2, 2.5)
     rates: dict[tuple[float, float], tuple[float, float, int, int]] = {}
-    for aspect in grid:
+    for aspect in UPRIGHT_ASPECTS:
         shares = [(s, "sit" in w.classes) for w in windows if (s := _upright_share(w.motion, aspect)) is not None]
         seated = np.array([s for s, sits in shares if sits])
         standing = np.array([s for s, sits in shares if not sits])
         if not len(seated) or not len(standing):
             return {"upright_aspect": defaults.upright_aspect, "upright_share": defaults.upright_share,
                     "note": "no labelled seated or standing windows with people seen whole"}
-        for share in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        for share in UPRIGHT_SHARES:
             rates[aspect, share] = (float(np.mean(seated >= share)), float(np.mean(standing >= share)), len(seated),
                                     len(standing))
     best = {"upright_aspect": defaults.upright_aspect, "upright_share": math.inf, "standing_banned": 0.0}
-    for lower, aspect in zip(grid, grid[1:]):
-        for share in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+    for lower, aspect in zip(UPRIGHT_ASPECTS, UPRIGHT_ASPECTS[1:]):
+        for share in UPRIGHT_SHARES:
             seated_banned, standing_banned, n_seated, n_standing = rates[aspect, share]
             if max(seated_banned, rates[lower, share][0]) <= MAX_SITTERS_CALLED_UPRIGHT and \
                     standing_banned > best["standing_banned"]:
