@@ -14,7 +14,7 @@ from ..boxes import box_overlaps
 from ..coco import ANIMATE_CLASSES, COCO_CLASSES, HANDHELD_CLASSES, class_word
 from ..colours import joined_colours_fit
 from .window import Window
-from .words import (DRIVE_VERBS, FUNCTION_WORDS, GAIT_VERBS, GAME_NAMES, LINKING_VERBS, MODIFIERS, NOT_WALKED_WITH,
+from .words import (COMPOUND_ONLY, DRIVE_VERBS, FUNCTION_WORDS, GAIT_VERBS, GAME_NAMES, LINKING_VERBS, MODIFIERS, NOT_WALKED_WITH,
                     PHRASE_OPENERS, PLACE_WORDS, QUANTITY_NOUNS, RIDE_VERBS, STILL_VERBS, SUPPORT_VERBS)
 
 ON_OR_IN_SHARE = 0.3  # of the smaller box inside the other: a board under the feet, a rider on a horse, a driver in a car
@@ -164,7 +164,9 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     - someone rides a car ("riding a car": one rides in it, or drives it);
     - a thing sits, stands, lies or rides ("two cars are standing", "a bike is riding on a dirt
       bike": the rider the detector missed);
-    - a hand-sized object acts ("a bowl is preparing", "a tv is watching tv")."""
+    - a hand-sized object acts ("a bowl is preparing", "a tv is watching tv");
+    - the subject is on or in a thing of its own kind ("a bowl is in a bowl" of one dish);
+    - a word that names a thing only in one compound is said without it ("a potted bowl")."""
     def handheld(word: str) -> bool:
         cls = word_class.get(word)
         return cls is not None and COCO_CLASSES[cls] in HANDHELD_CLASSES
@@ -187,9 +189,18 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
             noun = next((word for word in tokens[i + 2:i + 4] if word in word_class), None)
             if noun is not None and COCO_CLASSES[word_class[noun]] == "car":
                 return True
+    if any(token in COMPOUND_ONLY and tokens[i + 1:i + 2] and tokens[i + 1] not in COMPOUND_ONLY[token]
+           for i, token in enumerate(tokens)):
+        return True
     subject = next((t for t in tokens if t in word_class), None)
     if subject is not None:
-        after = tokens[tokens.index(subject) + 1:]
+        start = tokens.index(subject) + 1
+        for i in range(start, len(tokens)):
+            if tokens[i] in LINKING_VERBS or tokens[i] in SUPPORT_VERBS:
+                ground = resting_on(tokens, i, word_class)
+                if ground is not None and word_class[ground] == word_class[subject]:
+                    return True  # "a bowl is in a bowl": one dish, said twice
+        after = tokens[start:]
         if after[:1] and after[0] in LINKING_VERBS:
             if handheld(subject) and any(t.endswith("ing") for t in after[1:3]):
                 return True

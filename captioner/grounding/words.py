@@ -32,6 +32,8 @@ GAIT_VERBS = frozenset("walk walks walking run runs running".split())
 NOT_WALKED_WITH = frozenset({"car", "bus", "truck", "train", "airplane", "boat"})  # "walking with a car"
 RIDE_VERBS = frozenset("ride rides riding rode".split())  # "riding a car": one rides in a car, or drives it
 DRIVE_VERBS = frozenset("drive drives driving drove".split())
+# words that name a thing only in one compound ("potted plant", "teddy bear"): "a potted bowl" is no thing
+COMPOUND_ONLY = {"potted": frozenset({"plant", "plants"}), "teddy": frozenset({"bear", "bears"})}
 # A race is an event no detector output shows: every real-clip window captioned with these words
 # was ordinary traffic or horses running free ("two cars are racing" on a highway). Not said of
 # video windows; photos keep them (their human captions say "a dog races", and there is one frame).
