@@ -288,6 +288,9 @@ def test_verb_table_counts_wrong_missing_and_salient_verbs():
     except LookupError:
         pytest.skip("NLTK WordNet data not found: set NLTK_DATA to ../shared/data/nltk_data")
     assert caption_verbs("two cars are parked") == ["park"] and caption_verbs("a person in a shirt") == []
+    # the verb classes' own base, not WordNet's ("riding" -> "rid"); an -ing word after an article is no verb
+    assert caption_verbs("a person is riding a horse") == ["ride"] and caption_verbs("a person is seated") == ["sit"]
+    assert caption_verbs("a person and a parking meter") == [] and caption_verbs("a boxing match on a tv") == []
     labels = {"a": {"split": "val", "true": ["walk", "cross"], "salient": ["cross"]},
               "b": {"split": "test", "true": ["sit"], "salient": ["sit"]}}
 

@@ -28,8 +28,15 @@ BIRD, PERSON = CLASS_INDEX["bird"], CLASS_INDEX["person"]
 AIRBORNE_THINGS = frozenset(CLASS_INDEX[name] for name in ("airplane", "kite", "frisbee", "sports ball"))
 
 
+# every form of a ``VERB_CLASSES`` verb -> its base ("riding" -> "ride", where WordNet says "rid")
+VERB_BASE: dict[str, str] = {}
+
+
 def _forms(*stems: str) -> frozenset[str]:
-    """Each "base:3rd:ing:past" entry's forms ("walk:walks:walking:walked")."""
+    """Each "base:3rd:ing:past" entry's forms ("walk:walks:walking:walked"), their bases noted in ``VERB_BASE``."""
+    for stem in stems:
+        forms = [word for word in stem.split(":") if word]
+        VERB_BASE.update({word: forms[0] for word in forms})
     return frozenset(word for stem in stems for word in stem.split(":") if word)
 
 
@@ -41,7 +48,7 @@ VERB_CLASSES: dict[str, frozenset[str]] = {
     "still": _forms("stand:stands:standing:stood", "lie:lies:lying:laying:lay", "pose:poses:posing",
                     "sleep:sleeps:sleeping", "wait:waits:waiting", "rest:rests:resting"),
     # staying put seated: what staying put allows, unless the people seen whole stand upright
-    "sit": _forms("sit:sits:sitting:sat", "seated"),
+    "sit": _forms("sit:sits:sitting:sat:seated"),
     "drive": _forms("drive:drives:driving:drove", "travel:travels:traveling:travelling", "speed:speeds:speeding",
 ),
     "parked": _forms("park:parks:parked"),
@@ -234,8 +241,10 @@ ING_NOUNS = frozenset("building clothing ceiling something anything nothing even
 
 def is_verb_form(tokens: list[str], i: int) -> bool:
     """Whether ``tokens[i]`` is a verb of the caption: a form ``VERB_CLASSES`` knows, another "-ing"
-    word that is not a noun, or "...ed" after "is"/"are" ("is parked"). The output's word evidence
-    and the eval's verb table use this one rule."""
+    word that is not a noun nor right after an article ("a parking meter", "a boxing match"), or
+    "...ed" after "is"/"are" ("is parked"). The output's word evidence and the eval's verb table
+    use this one rule."""
     token = tokens[i]
-    return (token in VERB_CLASS_OF or (token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS)
+    return (token in VERB_CLASS_OF or (token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS
+                                       and not (i > 0 and tokens[i - 1] in ("a", "an", "the")))
             or (i > 0 and tokens[i - 1] in ("is", "are") and token.endswith("ed")))

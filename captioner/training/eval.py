@@ -33,7 +33,7 @@ import torch
 from ..coco import CLASS_INDEX
 from ..grounding.evidence import EvidenceBar
 from ..grounding.forecast import Arrivals, leave_with_exits
-from ..grounding.verbs import is_verb_form
+from ..grounding.verbs import VERB_BASE, is_verb_form
 from ..grounding.words import GAIT_VERBS, STILL_VERBS
 from ..events import DIRECTIONS, heading_out
 from ..model import HISTORY_FRAMES
@@ -269,8 +269,9 @@ NOT_ACTIONS = frozenset({"be", "wear", "have"})
 
 
 def caption_verbs(caption: str) -> list[str]:
-    """The base forms of the action verbs of a caption (``grounding.verbs.is_verb_form``), lemmatised with WordNet
-    ("walking" -> "walk"). Needs NLTK's WordNet data (NLTK_DATA)."""
+    """The base forms of the action verbs of a caption (``grounding.verbs.is_verb_form``): the verb
+    classes' own base ("riding" -> "ride"), else WordNet's lemma ("talking" -> "talk"). Needs NLTK's
+    WordNet data (NLTK_DATA)."""
     from nltk.stem import WordNetLemmatizer
 
     lemmatizer = WordNetLemmatizer()
@@ -278,7 +279,7 @@ def caption_verbs(caption: str) -> list[str]:
     found = []
     for i, token in enumerate(tokens):
         if is_verb_form(tokens, i):
-            base = lemmatizer.lemmatize(token, "v")
+            base = VERB_BASE.get(token) or lemmatizer.lemmatize(token, "v")
             if base not in NOT_ACTIONS:
                 found.append(base)
     return found
