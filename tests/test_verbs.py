@@ -176,6 +176,17 @@ def test_only_named_classes_are_judged():
     assert supports(crossing(), named=set())["gait"] == "unknown"
 
 
+def test_no_action_is_said_of_people_nobody_tracked():
+    # a person glimpsed in 2 analysed frames (a motorcyclist passing, the last frames of a clip):
+    # no action of a person or animal has evidence, so none is said ("a person is standing")
+    glimpse = [frame(i, (box(300, 200, 60, 160), "person", 1)) for i in range(2)] + \
+              [frame(i, (box(100, 300, 200, 100), "car", 2)) for i in range(2, 8)]
+    verdicts = supports(glimpse, named={PERSON, CAR})
+    assert all(verdicts[name] == "contradicted" for name in ("gait", "still", "sit", "in_place"))
+    # tracked long enough, standing still: judged as usual
+    assert supports(standing(), named={PERSON})["still"] == "supported"
+
+
 def test_verb_classes_cover_forms_and_thresholds_round_trip():
     assert verb_class("walking") == verb_class("walks") == "gait"
     assert verb_class("standing") == "still" and verb_class("parked") == "parked" and verb_class("talking") is None

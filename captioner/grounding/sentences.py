@@ -145,6 +145,9 @@ def resting_on(tokens: list[str], i: int, word_class: dict[str, int]) -> str | N
 
 # hand-sized things a person sits or stands in front of: screens and appliances
 FACED_THINGS = frozenset({"tv", "laptop", "microwave", "toaster", "clock", "keyboard"})
+# hand-sized things something can be in: vessels, bags, appliances, a screen (shown in it), what is worn
+HOLDS_THINGS = frozenset({"bottle", "wine glass", "cup", "bowl", "vase", "handbag", "backpack", "microwave", "toaster",
+                          "tv", "tie", "baseball glove", "cake", "sandwich"})
 
 
 def in_front_of(tokens: list[str], i: int, word_class: dict[str, int]) -> str | None:
@@ -165,7 +168,8 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
     - a thing sits, stands, lies or rides ("two cars are standing", "a bike is riding on a dirt
       bike": the rider the detector missed);
     - a hand-sized object acts ("a bowl is preparing", "a tv is watching tv");
-    - the subject is on or in a thing of its own kind ("a bowl is in a bowl" of one dish);
+    - the subject is on or in a thing of its own kind ("a bowl is in a bowl" of one dish), or in a
+      hand-sized thing that holds nothing ("a tennis racket is in a ball");
     - a word that names a thing only in one compound is said without it ("a potted bowl")."""
     def handheld(word: str) -> bool:
         cls = word_class.get(word)
@@ -200,6 +204,9 @@ def misplaces_an_object(tokens: list[str], word_class: dict[str, int]) -> bool:
                 ground = resting_on(tokens, i, word_class)
                 if ground is not None and word_class[ground] == word_class[subject]:
                     return True  # "a bowl is in a bowl": one dish, said twice
+                if ground is not None and tokens[i] in LINKING_VERBS and tokens[i + 1:i + 2] in (["in"], ["inside"]) \
+                        and handheld(ground) and COCO_CLASSES[word_class[ground]] not in HOLDS_THINGS:
+                    return True  # "a tennis racket is in a ball"
         after = tokens[start:]
         if after[:1] and after[0] in LINKING_VERBS:
             if handheld(subject) and any(t.endswith("ing") for t in after[1:3]):

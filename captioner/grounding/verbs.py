@@ -8,8 +8,9 @@ calibrated by ``captioner train`` on hand-labelled training clips and stored in 
 - supported: the search makes the class's words likelier (``VerbEvidence.support_bonus`` nats);
 - contradicted: its words are never said of the window ("standing" of a woman crossing a
   crosswalk, "driving" of parked cars, "sitting" of shoppers pushing carts);
-- unknown: neither (the camera moves, so image motion says nothing; or nothing of the subject
-  kind was tracked long enough).
+- unknown: neither (the camera moves, so image motion says nothing). A person's or animal's
+  action where none was tracked long enough (>= 3 analysed frames) has no evidence at all, and is
+  not said either ("contradicted").
 
 A verb outside every class ("talking", "cooking") has no motion evidence either way; the output
 marks it so (``result.WordEvidence``). Photos are one frame: no motion, no verb is judged.
@@ -154,8 +155,13 @@ def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence
     out: dict[str, VerbSupport] = {}
     unknown = VerbSupport("unknown", 0.0)
 
-    if not animate:
-        out["gait"] = out["still"] = out["sit"] = out["in_place"] = VerbSupport("unknown", 0.0, (), "no person or animal tracked")
+    if not animate and not any(t.class_id in ANIMATE_IDS and t.n_frames >= 3 for t in motion.tracks):
+        # no action of a person or animal has any evidence: what the decoder would say there ("a person
+        # is standing" of a motorcyclist glimpsed in 2 frames) is invented, so the caption says who is there
+        out["gait"] = out["still"] = out["sit"] = out["in_place"] = VerbSupport(
+            "contradicted", 0.0, (), "no person or animal tracked long enough to show what it does")
+    elif not animate:  # tracked, but its class may not be named (a kind may be: "an animal")
+        out["gait"] = out["still"] = out["sit"] = out["in_place"] = VerbSupport("unknown", 0.0, (), "no person or animal named")
     elif camera:
         out["gait"] = out["still"] = out["sit"] = VerbSupport("unknown", 0.0, (), "the camera moves")
     else:
