@@ -9,7 +9,7 @@ calibrated by ``captioner train`` on hand-labelled training clips and stored in 
 - contradicted: its words are never said of the window ("standing" of a woman crossing a
   crosswalk, "driving" of parked cars, "sitting" of shoppers pushing carts);
 - unknown: neither (the camera moves, so image motion says nothing). A person's or animal's
-  action where none was tracked long enough (>= 3 analysed frames) has no evidence at all, and is
+  action where none was tracked long enough (``JUDGED_FRAMES``) has no evidence at all, and is
   not said either ("contradicted").
 
 A verb outside every class ("talking", "cooking") has no motion evidence either way; the output
@@ -27,6 +27,7 @@ BIRD, PERSON = CLASS_INDEX["bird"], CLASS_INDEX["person"]
 # things that fly while nearly still in the image (a plane far off, a kite on its line) or too small
 # and fast to track (a ball, a frisbee): their motion says nothing of flying
 AIRBORNE_THINGS = frozenset(CLASS_INDEX[name] for name in ("airplane", "kite", "frisbee", "sports ball"))
+JUDGED_FRAMES = 3  # a track seen in fewer analysed frames (one shot) shows nothing of how it moves
 
 
 # every form of a ``VERB_CLASSES`` verb -> its base ("riding" -> "ride", where WordNet says "rid")
@@ -148,14 +149,14 @@ def _share(tracks: list[TrackMotion], test) -> tuple[float, tuple[int, ...]]:
 def verb_support(motion: WindowMotion, named: set[int], thresholds: VerbEvidence) -> dict[str, VerbSupport]:
     """For every ``VERB_CLASSES`` class: its support in a window of ``motion``, judging only the
     tracks of ``named`` classes (those that passed the evidence bar, the only ones a caption names)."""
-    tracks = [t for t in motion.tracks if t.class_id in named and t.n_frames >= 3]
+    tracks = [t for t in motion.tracks if t.class_id in named and t.n_frames >= JUDGED_FRAMES]
     animate = [t for t in tracks if t.class_id in ANIMATE_IDS]
     vehicles = [t for t in tracks if t.class_id in VEHICLE_IDS]
     camera = thresholds.camera_moves(motion)
     out: dict[str, VerbSupport] = {}
     unknown = VerbSupport("unknown", 0.0)
 
-    if not animate and not any(t.class_id in ANIMATE_IDS and t.n_frames >= 3 for t in motion.tracks):
+    if not animate and not any(t.class_id in ANIMATE_IDS and t.n_frames >= JUDGED_FRAMES for t in motion.tracks):
         # no action of a person or animal has any evidence: what the decoder would say there ("a person
         # is standing" of a motorcyclist glimpsed in 2 frames) is invented, so the caption says who is there
         out["gait"] = out["still"] = out["sit"] = out["in_place"] = VerbSupport(

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..grounding.verbs import VERB_CLASS_OF, VERB_CLASSES, VerbEvidence, upright_people, verb_support
+from ..grounding.verbs import JUDGED_FRAMES, VERB_CLASS_OF, VERB_CLASSES, VerbEvidence, upright_people, verb_support
 from ..motion import ANIMATE_IDS, VEHICLE_IDS, WindowMotion, measure_motion
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _fit(grid: Sequence[float], positive_values, negative_values) -> tuple[float
 
 
 def _share_walking(motion: WindowMotion, walks) -> float | None:
-    tracks = [t for t in motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= 3]
+    tracks = [t for t in motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= JUDGED_FRAMES]
     total = sum(t.n_frames for t in tracks)
     return sum(t.n_frames for t in tracks if walks(t)) / total if total else None
 
@@ -171,7 +171,7 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
 
     # moving in place: the busiest tracked body's limb motion, in-place clips vs still ones
     def busiest(w: LabelledWindow) -> float:
-        return max((t.limb_motion for t in w.motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= 3), default=0.0)
+        return max((t.limb_motion for t in w.motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= JUDGED_FRAMES), default=0.0)
     in_place = [busiest(w) for w in windows if "in_place" in w.kinds]
     active, active_score = _fit((0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2), in_place, [busiest(w) for w in still])
     report["in_place"] = {"windows": len(in_place), "balanced_accuracy": round(active_score, 3)}
@@ -180,7 +180,7 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
 
     # vehicles: the fastest tracked vehicle, drive clips vs parked ones (a still camera)
     def fastest(w: LabelledWindow, attribute: str) -> float:
-        return max((getattr(t, attribute) for t in w.motion.tracks if t.class_id in VEHICLE_IDS and t.n_frames >= 3),
+        return max((getattr(t, attribute) for t in w.motion.tracks if t.class_id in VEHICLE_IDS and t.n_frames >= JUDGED_FRAMES),
                    default=math.nan)
     driving = [w for w in windows if "drive" in w.kinds and w.camera != "moving"]
     parked = [w for w in windows if "parked" in w.kinds or (w.kinds and not w.kinds & {"drive"} and w.camera == "static")]
@@ -219,7 +219,7 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
         camera = math.inf
     # flying: above the fastest body that does not fly (a still camera: a moving one's image motion says nothing)
     grounded = [t.body_speed for w in windows if "flight" not in w.classes and w.camera != "moving"
-                for t in w.motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= 3]
+                for t in w.motion.tracks if t.class_id in ANIMATE_IDS and t.n_frames >= JUDGED_FRAMES]
     fastest_grounded = max(grounded, default=math.nan)
     fly = next((g for g in FLY_GRID if g > fastest_grounded), FLY_GRID[-1]) if grounded else defaults.fly_body_speed
     report["flight"] = {"tracks": len(grounded), "fastest_not_flying": round(fastest_grounded, 3) if grounded else None,
@@ -251,8 +251,8 @@ def calibrate_verbs(windows: Sequence[LabelledWindow]) -> VerbEvidence:
 
 
 def _upright_share(motion: WindowMotion, aspect: float) -> float | None:
-    """``upright_people`` of the window's tracks that verb support judges (>= 3 frames)."""
-    upright = upright_people([t for t in motion.tracks if t.n_frames >= 3], aspect)
+    """``upright_people`` of the window's tracks that verb support judges (``JUDGED_FRAMES``)."""
+    upright = upright_people([t for t in motion.tracks if t.n_frames >= JUDGED_FRAMES], aspect)
     return None if upright is None else upright[0]
 
 
